@@ -1,0 +1,71 @@
+"""One exception per kind of client mistake, each carrying its HTTP status.
+
+The service layer raises these; :mod:`opus.uws.routes` maps them to a response in one place
+(status, ``text/plain`` message). UWS 1.1 section 2.2: 404 for a resource that does not
+exist, 403 for a request illegal in the job's current state; DALI 1.1 section 4.3: a bad
+parameter value is reported with a message. Anything else that escapes is a server fault:
+it is logged and answered with 500.
+"""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """A request the client can fix. ``status`` is the HTTP status it is answered with."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ParameterError(ClientError):
+    """A parameter value breaks a rule of the activity description or of UWS.
+
+    The message always names the parameter and the rule, for example
+    ``duration: must be at most 3600 (got 7200)``.
+    """
+
+    status = 400
+
+    def __init__(self, parameter: str, rule: str) -> None:
+        super().__init__(f"{parameter}: {rule}")
+        self.parameter = parameter
+        self.rule = rule
+
+
+class NotFoundError(ClientError):
+    """No such job, activity, result or parameter (or not visible to this identity)."""
+
+    status = 404
+
+
+class PhaseError(ClientError):
+    """The action is not allowed in the job's current phase (UWS 1.1 section 2.2)."""
+
+    status = 403
+
+
+class PermissionDeniedError(ClientError):
+    """The identity may not act on this resource (UWS 1.1 section 3)."""
+
+    status = 403
+
+
+class AuthenticationError(ClientError):
+    """Credentials were sent but are not valid."""
+
+    status = 401
+
+
+class PayloadTooLargeError(ClientError):
+    """An upload or request body exceeds the configured limit."""
+
+    status = 413
+
+
+class UnsupportedFormatError(ClientError):
+    """A requested response format is not one the server can produce."""
+
+    status = 415

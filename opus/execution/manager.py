@@ -81,5 +81,8 @@ class Manager(abc.ABC):
         step = self.time_granularity
         return -(-seconds // step) * step
 
+    def release(self, native_id: str, job_dir: Path) -> None:
+        """The job has ended for good: free what the cluster may still hold for it."""
+
     def close(self) -> None:
         """Release resources (connections, child handles)."""

@@ -1,0 +1,157 @@
+"""The ``opus`` command: serve, scheduler, db upgrade, activities check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from opus.config import Settings, load_settings
+
+log = logging.getLogger("opus")
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from opus.db import make_engine, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    return 0
+
+
+def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from opus.app import build_services
+    from opus.execution.scheduler import main_loop
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    parent = args.parent_pid
+    if parent:
+        def watch_parent() -> None:
+            # Stop with the `opus serve` that started us, even if it was killed hard.
+            while not stop.wait(1.0):
+                if os.getppid() != parent:
+                    stop.set()
+        threading.Thread(target=watch_parent, daemon=True).start()
+    main_loop(build_services(settings), stop)
+    return 0
+
+
+class _Gunicorn:
+    """gunicorn run in this process with OPUS's settings (gthread: a WAIT holds a thread,
+    not a worker process; DESIGN.md principle 6)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from gunicorn.app.base import BaseApplication
+
+        class Application(BaseApplication):  # type: ignore[misc]
+            def load_config(self) -> None:
+                options = {
+                    "bind": f"{settings.host}:{settings.port}",
+                    "workers": settings.workers,
+                    "worker_class": "gthread",
+                    "threads": settings.threads,
+                    "timeout": 120,
+                    "graceful_timeout": 5,
+                    "keepalive": 5,
+                    "accesslog": None,
+                    "loglevel": settings.log_level.lower(),
+                }
+                for key, value in options.items():
+                    self.cfg.set(key, value)
+
+            def load(self) -> Any:
+                from opus.app import create_app
+
+                return create_app(settings)
+
+        self.application = Application()
+
+    def run(self) -> None:
+        self.application.run()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from opus.db import make_engine, upgrade
+
+    changes = {k: v for k, v in {"host": args.host, "port": args.port,
+                                 "workers": args.workers}.items() if v is not None}
+    settings = settings.replace(**changes)
+    if "OPUS_BASE_URL" not in os.environ and args.port is not None:
+        settings = settings.replace(base_url=f"http://{settings.host}:{settings.port}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(make_engine(settings.effective_database_url))
+    environment = {**os.environ, "OPUS_HOST": settings.host, "OPUS_PORT": str(settings.port),
+                   "OPUS_BASE_URL": settings.base_url, "OPUS_DATA_DIR": str(settings.data_dir)}
+    scheduler = None
+    if not args.no_scheduler:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "opus.cli", "scheduler", "--parent-pid", str(os.getpid())],
+            env=environment,
+        )
+    log.info("OPUS serving on http://%s:%s (data in %s)", settings.host, settings.port,
+             settings.data_dir)
+    try:
+        _Gunicorn(settings).run()
+    finally:
+        if scheduler is not None:
+            scheduler.terminate()
+            scheduler.wait(10)
+    return 0
+
+
+def cmd_activities_check(_settings: Settings, args: argparse.Namespace) -> int:
+    from opus.activities.check import check_files
+
+    return check_files([Path(p) for p in args.files])
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="opus", description="OPUS job server")
+    commands = top.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the web server and the scheduler")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--no-scheduler", action="store_true",
+                       help="web server only (run `opus scheduler` elsewhere)")
+    serve.set_defaults(handler=cmd_serve)
+    scheduler = commands.add_parser("scheduler", help="run the scheduler alone")
+    scheduler.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    scheduler.set_defaults(handler=cmd_scheduler)
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db",
+                                                                          required=True)
+    db.add_parser("upgrade", help="create or migrate the schema").set_defaults(
+        handler=cmd_db_upgrade)
+    activities = commands.add_parser("activities", help="activity descriptions")
+    activity_commands = activities.add_subparsers(dest="activities", required=True)
+    check = activity_commands.add_parser("check", help="report problems in description files")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(handler=cmd_activities_check)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = load_settings()
+    _logging(settings)
+    return int(args.handler(settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The job runner: ``python -m opus.execution.runner JOB_DIR``.
+
+Every manager starts this same program (DESIGN.md, principle 3). It reads ``job.json``
+written by the scheduler, runs the activity in its own session (so its whole process tree
+can be signalled at once), passes parameters as ``parameters.json`` and as environment
+variables (never as shell text: principle 4), keeps stdout and stderr, enforces
+executionDuration, hashes the outputs, writes ``outcome.json`` and reports the phases back
+to the server with the job's secret. If a report cannot be delivered the outcome file
+remains, and the scheduler reads it.
+
+Only the standard library is used, so the runner starts fast and runs on any node that has
+Python and the shared job directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+#: Seconds between SIGTERM and SIGKILL when stopping an activity.
+KILL_GRACE = 3.0
+
+#: Environment variables an activity inherits from the runner; nothing else (secrets such
+#: as a database URL in the scheduler's environment must not reach user code).
+INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR")
+
+#: Parameter names never exported under their own name (they would change how programs run).
+UNSAFE_NAMES = frozenset({
+    "PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "CDPATH", "PS4",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PERL5LIB", "PERL5OPT", "LD_PRELOAD",
+    "LD_LIBRARY_PATH", "LD_AUDIT", "GCONV_PATH", "TMPDIR",
+})
+
+
+def now_iso() -> str:
+    value = dt.datetime.now(dt.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _exportable(name: str) -> bool:
+    return (name.isidentifier() and name.isascii() and name.upper() not in UNSAFE_NAMES
+            and not name.upper().startswith(("LD_", "OPUS_", "DYLD_", "SLURM_")))
+
+
+class Runner:
+    """One run of one job, in the job directory."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir.resolve()
+        self.spec: dict[str, Any] = json.loads((self.job_dir / "job.json").read_text())
+        secret_file = self.job_dir / "secret"
+        self.secret = secret_file.read_text().strip() if secret_file.exists() else ""
+        self.work_dir = self.job_dir / "work"
+        self.stop_signal: int | None = None
+        self.stop_time: float | None = None
+        self.timed_out = False
+
+    # -- reporting ---------------------------------------------------------------------
+    def report(self, body: dict[str, Any], attempts: int = 4) -> None:
+        url = self.spec.get("callback_url")
+        if not url:
+            return
+        data = json.dumps(body).encode()
+        for attempt in range(attempts):
+            request = urllib.request.Request(
+                url, data=data, method="POST",
+                headers={"Content-Type": "application/json", "X-OPUS-Secret": self.secret},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    response.read()
+                return
+            except urllib.error.HTTPError as error:
+                if error.code < 500:
+                    return  # refused (job gone or already ended): nothing to retry
+            except OSError as error:
+                print(f"opus-runner: report failed ({error}); attempt {attempt + 1}",
+                      file=sys.stderr)
+            time.sleep(0.5 * 2 ** attempt)
+
+    # -- running -----------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        env = {name: os.environ[name] for name in INHERITED if name in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        parameters: dict[str, str] = self.spec.get("parameters", {})
+        for entity in self.spec.get("generated", []):
+            if _exportable(entity["name"]) and entity.get("filename"):
+                env[entity["name"]] = entity["filename"]
+        for name, value in parameters.items():
+            if _exportable(name):
+                env[name] = value
+            env["OPUS_PARAM_" + "".join(c if c.isalnum() else "_" for c in name).upper()] = value
+        env.update({
+            "OPUS_JOB_ID": self.spec["job_id"],
+            "OPUS_JOB_DIR": str(self.job_dir),
+            "OPUS_PARAMETERS_FILE": str(self.job_dir / "parameters.json"),
+        })
+        env.update(self.spec.get("environment", {}))
+        return env
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.stop_time = time.monotonic()
+
+    def _kill(self, child: subprocess.Popen[bytes], sig: int) -> None:
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait(self, child: subprocess.Popen[bytes], limit: float | None) -> int:
+        """Wait for the child: event-driven through a pidfd and the signal wake-up fd;
+        SIGTERM at the time limit or on our own SIGTERM, SIGKILL after KILL_GRACE."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        try:
+            pidfd = os.pidfd_open(child.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        started = time.monotonic()
+        term_sent_at: float | None = None
+        try:
+            while True:
+                code = child.poll()
+                if code is not None:
+                    return code
+                now = time.monotonic()
+                if self.stop_signal is not None and term_sent_at is None:
+                    self._kill(child, signal.SIGTERM)
+                    term_sent_at = now
+                if limit and not self.timed_out and now - started >= limit:
+                    self.timed_out = True
+                    self._kill(child, signal.SIGTERM)
+                    term_sent_at = now
+                if term_sent_at is not None and now - term_sent_at >= KILL_GRACE:
+                    self._kill(child, signal.SIGKILL)
+                timeouts = []
+                if limit and not self.timed_out:
+                    timeouts.append(started + limit - now)
+                if term_sent_at is not None:
+                    timeouts.append(term_sent_at + KILL_GRACE - now + 0.01)
+                timeout = max(0.0, min(timeouts)) if timeouts else None
+                if pidfd is None:
+                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                    watched = [wake_r]
+                else:
+                    watched = [pidfd, wake_r]
+                ready, _, _ = select.select(watched, [], [], timeout)
+                if wake_r in ready:
+                    os.read(wake_r, 512)
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def collect_results(self) -> list[dict[str, Any]]:
+        """Declared outputs that exist (inside the work dir), then stdout and stderr."""
+        found = []
+        for entity in self.spec.get("generated", []):
+            filename = entity.get("filename") or entity["name"]
+            path = (self.work_dir / filename)
+            real = path.resolve()
+            if not real.is_relative_to(self.work_dir) or not real.is_file():
+                continue
+            found.append({"id": entity["name"], "path": str(path.relative_to(self.job_dir)),
+                          "size": real.stat().st_size, "sha256": sha256_of(real),
+                          "mime_type": entity.get("content_type") or "application/octet-stream"})
+        for name in ("stdout", "stderr"):
+            path = self.job_dir / f"{name}.txt"
+            if path.is_file():
+                found.append({"id": name, "path": path.name, "size": path.stat().st_size,
+                              "sha256": sha256_of(path), "mime_type": "text/plain"})
+        return found
+
+    def run(self) -> dict[str, Any]:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_stop_signal)
+        start = now_iso()
+        self.report({"phase": "EXECUTING", "start_time": start})
+        self.work_dir.mkdir(exist_ok=True)
+        parameters = self.spec.get("parameters", {})
+        (self.job_dir / "parameters.json").write_text(json.dumps(parameters, indent=1))
+        command = list(self.spec["command"])
+        limit = self.spec.get("execution_duration") or None
+        outcome: dict[str, Any] = {"job_id": self.spec["job_id"], "start_time": start,
+                                   "host": socket.gethostname(), "platform": platform.platform(),
+                                   "command": command}
+        with open(self.job_dir / "stdout.txt", "wb") as out, \
+                open(self.job_dir / "stderr.txt", "wb") as err:
+            try:
+                child = subprocess.Popen(
+                    command, cwd=self.work_dir, env=self.environment(), stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=err, start_new_session=True, close_fds=True,
+                )
+            except OSError as error:
+                code = None
+                outcome.update(phase="ERROR", error_summary=f"cannot start {command[0]}: {error}")
+            else:
+                (self.job_dir / "activity.pgid").write_text(str(child.pid))
+                code = self._wait(child, limit)
+                self._kill(child, signal.SIGKILL)  # leftovers of the tree, if any
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        outcome.update(end_time=now_iso(), exit_code=code,
+                       rusage={"user_cpu": usage.ru_utime, "system_cpu": usage.ru_stime,
+                               "max_rss_kb": usage.ru_maxrss})
+        if "phase" in outcome:
+            pass
+        elif self.stop_signal is not None:
+            outcome.update(phase="ABORTED", error_summary=(
+                f"stopped by signal {signal.Signals(self.stop_signal).name}"))
+        elif self.timed_out:
+            outcome.update(phase="ERROR", error_summary=(
+                f"executionDuration of {limit} s exceeded; the activity was stopped"))
+        elif code == 0:
+            outcome["phase"] = "COMPLETED"
+        else:
+            reason = (f"killed by signal {signal.Signals(-code).name}" if code is not None
+                      and code < 0 else f"exited with status {code}")
+            tail = _last_line(self.job_dir / "stderr.txt")
+            outcome.update(phase="ERROR", error_summary=f"activity {reason}"
+                           + (f": {tail}" if tail else ""))
+        outcome["results"] = self.collect_results()
+        temporary = self.job_dir / "outcome.json.tmp"
+        temporary.write_text(json.dumps(outcome, indent=1))
+        os.replace(temporary, self.job_dir / "outcome.json")
+        self.report(outcome)
+        return outcome
+
+
+def _last_line(path: Path, limit: int = 300) -> str:
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(max(0, path.stat().st_size - 4096))
+            lines = stream.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:limit] if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m opus.execution.runner JOB_DIR", file=sys.stderr)
+        return 2
+    outcome = Runner(Path(args[0])).run()
+    return 0 if outcome["phase"] == "COMPLETED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

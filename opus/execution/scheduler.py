@@ -1,0 +1,326 @@
+"""The scheduler: the one process that talks to the work cluster (DESIGN.md, principle 2).
+
+It wakes on job events (a job queued, aborted, deleted, finished) and at a regular interval,
+and each time it
+
+1. carries out pending cleanups (stop what a deleted job left running, remove its files);
+2. reconciles jobs the cluster may hold with what the cluster says: a job whose runner
+   ended without reporting gets its outcome file applied, or ERROR if there is none; an
+   aborted job still running is terminated; a job past executionDuration (plus a grace)
+   is stopped and marked ERROR;
+3. destroys jobs whose destruction time has passed (delete or archive);
+4. dispatches QUEUED jobs to the manager while it has free slots.
+
+Everything it knows is in the database, so a restarted scheduler picks up where the last
+one stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from opus.activities.model import ActivityDescription
+from opus.app import Services
+from opus.config import PROJECT_ROOT, Settings
+from opus.errors import NotFoundError
+from opus.execution.manager import JobTemplate, Manager, ManagerError
+from opus.uws.models import Job, Phase, utcnow
+from opus.uws.params import format_datetime
+from opus.uws.service import hash_secret, job_directory
+
+log = logging.getLogger("opus.scheduler")
+
+CLUSTER_ACTIVE = frozenset({Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED})
+#: Events after which the scheduler looks at a submitted job again.
+WATCHED_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED,
+                            "DELETED"})
+
+
+def make_manager(settings: Settings, on_exit: Any = None) -> Manager:
+    if settings.manager == "slurm":
+        from opus.execution.slurm import SlurmManager
+
+        return SlurmManager(
+            login_host=settings.slurm_login_host or None,
+            partition=settings.slurm_partition or None,
+            account=settings.slurm_account or None,
+        )
+    from opus.execution.local import LocalManager
+
+    return LocalManager(settings.effective_concurrency, on_exit=on_exit)
+
+
+def activity_command(activity: ActivityDescription, job_dir: Path,
+                     python: str) -> tuple[str, ...] | None:
+    """The argv of an activity. Relative executables are found beside the activity
+    descriptions (the project root); a ``.py`` executable runs with OPUS's Python; an
+    old-dialect ``script`` is written to the job directory and run by bash. All of it is
+    operator text from the description: user values only ever travel as environment
+    variables and parameters.json."""
+    if activity.script is not None:
+        script = job_dir / "activity.sh"
+        script.write_text(activity.script)
+        return ("/bin/bash", str(script))
+    if not activity.command:
+        return None
+    argv = list(activity.command)
+    base = (activity.source.parent.parent if activity.source else PROJECT_ROOT)
+    executable = Path(argv[0])
+    if not executable.is_absolute() and "/" in argv[0]:
+        executable = base / executable
+        argv[0] = str(executable)
+    if argv[0].endswith(".py"):
+        argv.insert(0, python)
+    return tuple(argv)
+
+
+class Scheduler:
+    """Dispatch and reconciliation loop over one manager."""
+
+    def __init__(self, services: Services, manager: Manager | None = None) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.store = services.store
+        self.manager = manager or make_manager(self.settings, on_exit=self._on_runner_exit)
+        self._wake = threading.Event()
+        self._changed: set[str] = set()
+        self._runner_exited = False
+        self._lock = threading.Lock()
+        self.python = self.settings.runner_python or sys.executable
+
+    # -- waking --------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_event(self, job_id: str, phase: str) -> None:
+        """Job events that concern the cluster: a job to dispatch, or one to stop."""
+        if phase == Phase.QUEUED:
+            self._wake.set()
+        elif phase in WATCHED_PHASES:
+            with self._lock:
+                self._changed.add(job_id)
+            self._wake.set()
+
+    def _on_runner_exit(self) -> None:
+        with self._lock:
+            self._runner_exited = True
+        self._wake.set()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.services.events.subscribe(self._on_event)
+        self.pass_all()  # start-up: reconcile everything the last scheduler left
+        while not stop.is_set():
+            woke = self._wake.wait(self.settings.scheduler_interval)
+            self._wake.clear()
+            if stop.is_set():
+                break
+            try:
+                if woke:
+                    self.pass_changed()
+                else:
+                    self.pass_all()
+            except Exception:
+                log.exception("scheduler pass failed; retrying at the next wake-up")
+
+    def pass_all(self) -> None:
+        """The periodic pass: everything, also what no event announced."""
+        with self._lock:
+            self._changed.clear()
+        self.cleanups()
+        for job in self.store.submitted():
+            self.reconcile(job)
+        self.destroy_expired()
+        self.dispatch()
+
+    def pass_changed(self) -> None:
+        """The pass after events: only the jobs that changed, plus dispatch."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            runner_exited, self._runner_exited = self._runner_exited, False
+        self.cleanups()
+        if runner_exited:  # a slot may have freed: look at every submitted job
+            for job in self.store.submitted():
+                self.reconcile(job)
+        else:
+            for job_id in changed:
+                job = self.store.get(job_id, with_results=False)
+                if job is not None and job.cluster_state == "submitted":
+                    self.reconcile(job)
+        self.dispatch()
+
+    # -- dispatch -----------------------------------------------------------------------
+    def dispatch(self) -> None:
+        free = self.manager.max_active - self.store.count_submitted()
+        if free <= 0:
+            return
+        for job in self.store.queued(free):
+            self.submit(job)
+
+    def submit(self, job: Job) -> None:
+        try:
+            activity = self.services.registry.get(job.activity)
+        except NotFoundError:
+            self._fail(job, f"activity {job.activity!r} is no longer available")
+            return
+        job_dir = job_directory(self.settings, job.job_id)
+        secret = secrets.token_urlsafe(32)
+        time_limit = self.manager.effective_time_limit(job.execution_duration)
+        # Claim the job first: if it was aborted or deleted meanwhile, nothing is started.
+        if not self.store.update(job.job_id, expected_phases={Phase.QUEUED}, announce=False,
+                                 cluster_state="submitted", manager=self.manager.name,
+                                 secret_hash=hash_secret(secret), time_limit=time_limit):
+            return
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            secret_file = job_dir / "secret"
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(secret)
+            command = activity_command(activity, job_dir, self.python)
+            if command is None:
+                raise ManagerError(f"activity {activity.name} declares nothing to run")
+            spec = {
+                "job_id": job.job_id,
+                "activity": activity.name,
+                "activity_version": activity.version,
+                "callback_url": f"{self.settings.base_url}/internal/jobs/{job.job_id}/report",
+                "parameters": job.parameters,
+                "command": command,
+                "execution_duration": job.execution_duration,
+                "generated": [{"name": e.name, "filename": e.default_filename,
+                               "content_type": e.content_type} for e in activity.generated],
+                "submitted": format_datetime(utcnow()),
+            }
+            (job_dir / "job.json").write_text(json.dumps(spec, indent=1))
+            template = JobTemplate(
+                job_id=job.job_id,
+                command=(self.python, "-m", "opus.execution.runner", str(job_dir)),
+                working_directory=job_dir,
+                time_limit=time_limit,
+                stdout_path=job_dir / "runner.log",
+                stderr_path=job_dir / "runner.log",
+            )
+            native_id = self.manager.submit(template)
+        except (ManagerError, OSError) as error:
+            log.error("job %s could not be submitted: %s", job.job_id, error)
+            self._fail(job, f"could not be submitted to the {self.manager.name} cluster: "
+                            f"{error}")
+            return
+        if not self.store.update(job.job_id, announce=False, native_id=native_id):
+            self.manager.terminate(native_id)  # deleted while we were submitting it
+        log.info("job %s submitted as %s", job.job_id, native_id)
+
+    def _fail(self, job: Job, message: str) -> None:
+        self.store.finish(job.job_id, phase=Phase.ERROR, expected_phases=CLUSTER_ACTIVE,
+                          end_time=utcnow(), error_summary=message, error_type="fatal",
+                          cluster_state="ended")
+
+    # -- reconciliation -----------------------------------------------------------------
+    def reconcile(self, job: Job) -> None:
+        """Bring a submitted job in line with what the cluster says about it."""
+        if job.native_id is None:
+            if job.phase not in CLUSTER_ACTIVE:
+                self.store.update(job.job_id, announce=False, cluster_state="ended")
+            return  # still being submitted
+        try:
+            status = self.manager.status(job.native_id)
+        except ManagerError as error:
+            log.warning("cannot query job %s (%s): %s", job.job_id, job.native_id, error)
+            return
+        job_dir = job_directory(self.settings, job.job_id)
+        cluster_running = status.phase in CLUSTER_ACTIVE
+        if job.phase not in CLUSTER_ACTIVE:
+            if cluster_running:
+                if job.phase != Phase.COMPLETED:
+                    self.manager.terminate(job.native_id)  # aborted, timed out, deleted
+                return  # ended in the database: wait for the cluster to let go
+            self.manager.release(job.native_id, job_dir)
+            self.store.update(job.job_id, announce=False, cluster_state="ended")
+            return
+        if cluster_running:
+            if status.phase in {Phase.HELD, Phase.SUSPENDED} and job.phase != status.phase:
+                self.store.update(job.job_id, expected_phases=CLUSTER_ACTIVE,
+                                  phase=status.phase)
+            elif status.phase == Phase.QUEUED and job.phase in {Phase.HELD, Phase.SUSPENDED}:
+                self.store.update(job.job_id, expected_phases={job.phase}, phase=Phase.QUEUED)
+            self._enforce_duration(job)
+            return
+        # The cluster is done with it but the database still thinks it runs: the runner's
+        # report was lost, or the runner died. Its outcome file is the truth if it exists.
+        outcome = read_outcome(job_dir)
+        if outcome is not None:
+            self.services.jobs.apply_report(job.job_id, outcome)
+        else:
+            reason = status.reason or status.phase
+            self._fail(job, f"the job ended without reporting an outcome ({reason}); "
+                            f"see runner.log in the job directory")
+        self.manager.release(job.native_id, job_dir)
+        self.store.update(job.job_id, announce=False, cluster_state="ended")
+
+    def _enforce_duration(self, job: Job) -> None:
+        """Backstop of the runner's own limit: stop a job far past its executionDuration."""
+        if not job.execution_duration or job.start_time is None:
+            return
+        limit = job.start_time + dt.timedelta(
+            seconds=(job.time_limit or job.execution_duration) + self.settings.kill_grace)
+        if utcnow() > limit:
+            log.warning("job %s exceeded its executionDuration; stopping it", job.job_id)
+            self.store.finish(job.job_id, phase=Phase.ERROR, expected_phases=CLUSTER_ACTIVE,
+                              end_time=utcnow(), error_type="fatal",
+                              error_summary=f"executionDuration of {job.execution_duration} s "
+                                            f"exceeded; the job was stopped")
+            self.manager.terminate(job.native_id or "")
+
+    # -- destruction and cleanup --------------------------------------------------------
+    def destroy_expired(self) -> None:
+        """UWS 1.1 section 2.1.5: at destruction time the job and its results go away."""
+        for job_id in self.store.expired(utcnow()):
+            if self.settings.destruction_policy == "archive":
+                self.store.archive(job_id)
+            else:
+                self.store.delete(job_id)
+            log.info("job %s destroyed (%s)", job_id, self.settings.destruction_policy)
+
+    def cleanups(self) -> None:
+        for row in self.store.pending_cleanups():
+            job_dir = job_directory(self.settings, row.job_id)
+            if row.native_id and row.manager == self.manager.name:
+                try:
+                    if self.manager.status(row.native_id).phase in CLUSTER_ACTIVE:
+                        self.manager.terminate(row.native_id)
+                        continue  # come back when it has stopped
+                    self.manager.release(row.native_id, job_dir)
+                except ManagerError as error:
+                    log.warning("cleanup of job %s: %s", row.job_id, error)
+                    continue
+            if row.remove_files and job_dir.exists():
+                shutil.rmtree(job_dir, ignore_errors=True)
+            self.store.cleanup_done(row.id)
+
+
+def read_outcome(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        outcome = json.loads((job_dir / "outcome.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return outcome if isinstance(outcome, dict) and "phase" in outcome else None
+
+
+def main_loop(services: Services, stop: threading.Event | None = None) -> None:
+    """Run the scheduler until ``stop`` is set (or forever)."""
+    stop = stop or threading.Event()
+    scheduler = Scheduler(services)
+    log.info("scheduler started (manager %s, %d slots, pid %d)", scheduler.manager.name,
+             scheduler.manager.max_active, os.getpid())
+    try:
+        scheduler.run_forever(stop)
+    finally:
+        scheduler.manager.close()

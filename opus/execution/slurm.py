@@ -1,0 +1,418 @@
+"""Run OPUS jobs on a SLURM cluster.
+
+:class:`SlurmManager` submits a :class:`~opus.execution.manager.JobTemplate` with
+``sbatch``, asks ``squeue`` / ``scontrol`` / ``sacct`` (or the ``jobcomp/filetxt`` log) what
+became of it, and cancels it with ``scancel``. Every command is an argument vector handed to
+:mod:`subprocess`; nothing taken from a job is ever pasted into shell text.
+
+State mapping
+-------------
+SLURM job states become UWS phases as in the table of the issue "SLURM work cluster":
+
+=====================================================  ==========  ===========================
+SLURM state                                            UWS phase   ``NativeStatus.reason``
+=====================================================  ==========  ===========================
+PENDING, CONFIGURING, REQUEUED, RESIZING               QUEUED
+PENDING with Reason JobHeldUser or JobHeldAdmin,       HELD
+REQUEUE_HOLD, SPECIAL_EXIT
+RUNNING, COMPLETING, SIGNALING, STAGE_OUT              EXECUTING
+COMPLETED                                              COMPLETED
+FAILED, NODE_FAIL, OUT_OF_MEMORY, TIMEOUT, BOOT_FAIL,  ERROR       the SLURM state, "TIMEOUT"
+DEADLINE, PREEMPTED
+CANCELLED (also "CANCELLED by 0")                      ABORTED
+SUSPENDED, STOPPED                                     SUSPENDED
+job no longer known to SLURM                           UNKNOWN
+=====================================================  ==========  ===========================
+
+``status`` asks, in order: ``squeue`` (live jobs), ``scontrol show job`` (live and recently
+finished jobs, with the exit code), ``sacct`` when the cluster has accounting, and the
+``jobcomp/filetxt`` log when the cluster writes one (as the development cluster of
+``scripts/slurm_cluster.sh`` does). Only when none of them knows the job is the phase UNKNOWN;
+the scheduler then relies on the runner's outcome file.
+
+How a job is submitted
+----------------------
+The manager writes a fixed batch script, ``#!/bin/sh`` + ``exec "$@"``, into the job's working
+directory and runs ``sbatch --parsable [options] SCRIPT ARG1 ARG2 ...``: SLURM hands the
+arguments after the script to it as ``$1 .. $n``, so the command reaches the compute node as
+an argument vector, never as text. The job environment is written, NUL-separated, to a
+private file (mode 0600) read by ``sbatch --export=NONE --export-file=FILE``; SLURM's own
+format allows any character in a value (commas, quotes, newlines) and no shell is involved.
+The file is deleted as soon as ``sbatch`` returns (``sbatch`` reads it at submission). With
+``--export=NONE`` the job sees only the template environment and SLURM's ``SLURM_*``
+variables, so the command must be an absolute path and the template must carry ``PATH`` and
+whatever else the runner needs. Jobs are submitted with ``--no-requeue``: a UWS job runs once.
+
+Pointing OPUS at an existing cluster
+------------------------------------
+On a host where the SLURM client commands work (``sinfo`` shows the cluster), use the manager
+as is, with the ``partition`` / ``account`` your site requires, and a job directory on a
+file system shared with the compute nodes. Otherwise give ``login_host``: every command is
+then run as ``ssh -o BatchMode=yes -- LOGIN_HOST 'sbatch' '--parsable' ...``, each argument
+quoted with :func:`shlex.quote` because ssh joins its arguments into one remote shell line.
+Key-based, non-interactive ssh must work for the account that runs the scheduler, and the job
+directories must be visible at the same path on the login host and the compute nodes (the
+batch script, the environment file and the outputs are all there). Extra site options (QOS,
+constraints, reservations) go in ``extra_sbatch_args``, e.g. ``("--qos=short",)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .manager import JobTemplate, Manager, ManagerError, NativeStatus
+
+#: Content of the batch script: run the arguments given after the script, as they are.
+BATCH_SCRIPT = '#!/bin/sh\nexec "$@"\n'
+BATCH_SCRIPT_NAME = "opus-slurm-job.sh"
+
+_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "RESIZING", "RESV_DEL_HOLD"}
+_HELD = {"REQUEUE_HOLD", "SPECIAL_EXIT"}
+_EXECUTING = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"}
+_ERROR = {"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+_ABORTED = {"CANCELLED"}
+_SUSPENDED = {"SUSPENDED", "STOPPED"}
+_HELD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_NATIVE_ID = re.compile(r"^[0-9]+(_[0-9]+)?(\+[0-9]+)?$")
+_INVALID_JOB = ("invalid job id", "job not found", "unknown job")
+_ALREADY_DONE = ("already completing or completed", "invalid job id", "job not found")
+
+
+def normalise_state(state: str) -> str:
+    """``"CANCELLED by 0"`` -> ``"CANCELLED"``, ``"CANCELLED+"`` -> ``"CANCELLED"``."""
+    words = state.strip().split()
+    return words[0].rstrip("+").upper() if words else ""
+
+
+def map_slurm_state(state: str, reason: str | None = None,
+                    exit_code: int | None = None) -> NativeStatus:
+    """Express a SLURM job state (and pending reason) as a UWS phase (see the module table)."""
+    name = normalise_state(state)
+    if reason in ("", "None", "(null)"):
+        reason = None
+    if name == "PENDING" and reason in _HELD_REASONS:
+        return NativeStatus("HELD", reason, exit_code)
+    if name in _QUEUED:
+        return NativeStatus("QUEUED", None, exit_code)
+    if name in _HELD:
+        return NativeStatus("HELD", name, exit_code)
+    if name in _EXECUTING:
+        return NativeStatus("EXECUTING", None, exit_code)
+    if name == "COMPLETED":
+        return NativeStatus("COMPLETED", None, exit_code)
+    if name in _ERROR:
+        return NativeStatus("ERROR", name, exit_code)
+    if name in _ABORTED:
+        return NativeStatus("ABORTED", None, exit_code)
+    if name in _SUSPENDED:
+        return NativeStatus("SUSPENDED", None, exit_code)
+    return NativeStatus("UNKNOWN", name or None, exit_code)
+
+
+def parse_exit_code(text: str | None) -> int | None:
+    """SLURM's ``CODE:SIGNAL`` -> the exit status (128 + signal when killed by a signal)."""
+    if not text:
+        return None
+    code, _, signal = text.strip().partition(":")
+    try:
+        code_n = int(code)
+        signal_n = int(signal) if signal else 0
+    except ValueError:
+        return None
+    return 128 + signal_n if signal_n and not code_n else code_n
+
+
+def parse_key_values(line: str) -> dict[str, str]:
+    """Parse a one-line ``Key=Value Key=Value`` record (``scontrol -o``, jobcomp/filetxt).
+
+    Values may contain spaces (``Reason=...`` rarely does, ``Command=`` may): a token
+    without ``=`` or whose key is not an identifier is appended to the previous value.
+    """
+    fields: dict[str, str] = {}
+    key = None
+    for token in line.strip().split(" "):
+        name, sep, value = token.partition("=")
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_:/]*", name):
+            key = name
+            fields[key] = value
+        elif key is not None:
+            fields[key] += " " + token
+    return fields
+
+
+def _minutes(seconds: int) -> int:
+    return max(1, -(-int(seconds) // 60))
+
+
+def _escape_filename(path: Path | str) -> str:
+    """sbatch expands ``%j``, ``%u``... in --output/--error; ``%%`` is a literal ``%``."""
+    return str(path).replace("%", "%%")
+
+
+class SlurmManager(Manager):
+    """A SLURM cluster, reached through its client commands, locally or over ssh."""
+
+    name = "slurm"
+    time_granularity = 60
+
+    def __init__(self, *, login_host: str | None = None,
+                 ssh_command: tuple[str, ...] = ("ssh", "-o", "BatchMode=yes"),
+                 partition: str | None = None, account: str | None = None,
+                 extra_sbatch_args: tuple[str, ...] = (), max_active: int = 1000,
+                 command_timeout: float = 30.0) -> None:
+        self.login_host = login_host
+        self.ssh_command = tuple(ssh_command)
+        self.partition = partition
+        self.account = account
+        self.extra_sbatch_args = tuple(extra_sbatch_args)
+        self.max_active = max_active
+        self.command_timeout = command_timeout
+        self._config: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------ commands
+
+    def command_argv(self, argv: Sequence[str]) -> list[str]:
+        """The argument vector really executed for a SLURM command ``argv``."""
+        argv = [str(a) for a in argv]
+        if not self.login_host:
+            return argv
+        # ssh joins everything after the host into one line for the remote shell: quote.
+        return [*self.ssh_command, "--", self.login_host, " ".join(shlex.quote(a) for a in argv)]
+
+    def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess:
+        full = self.command_argv(argv)
+        try:
+            return subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=self.command_timeout, check=False)
+        except FileNotFoundError as exc:
+            raise ManagerError(f"{argv[0]}: command not found ({exc})") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ManagerError(
+                f"{argv[0]} did not answer within {self.command_timeout:g} s") from exc
+        except OSError as exc:
+            raise ManagerError(f"{argv[0]}: {exc}") from exc
+
+    @staticmethod
+    def _error_text(proc: subprocess.CompletedProcess) -> str:
+        text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
+        return text or f"exit status {proc.returncode}"
+
+    def cluster_config(self) -> dict[str, str]:
+        """``scontrol show config`` as a dict (cached; empty if it cannot be read)."""
+        if self._config is None:
+            config: dict[str, str] = {}
+            try:
+                proc = self._run(["scontrol", "show", "config"])
+            except ManagerError:
+                return config
+            if proc.returncode == 0:
+                for line in proc.stdout.splitlines():
+                    key, sep, value = line.partition("=")
+                    if sep:
+                        config[key.strip()] = value.strip()
+                self._config = config
+            return config
+        return self._config
+
+    # ------------------------------------------------------------------ submit
+
+    def sbatch_argv(self, template: JobTemplate, script: Path,
+                    export_file: Path | None = None) -> list[str]:
+        """The ``sbatch`` argument vector for ``template`` (without any ssh prefix)."""
+        if not template.command:
+            raise ManagerError(f"job {template.job_id}: empty command")
+        resources = dict(template.resources or {})
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(template.job_id))[:100]
+        argv = ["sbatch", "--parsable", f"--job-name=opus-{name}",
+                f"--chdir={template.working_directory}", "--no-requeue"]
+        if template.stdout_path is not None:
+            argv.append(f"--output={_escape_filename(template.stdout_path)}")
+        if template.stderr_path is not None:
+            argv.append(f"--error={_escape_filename(template.stderr_path)}")
+        if template.time_limit:
+            argv.append(f"--time={_minutes(template.time_limit)}")
+        cpus = resources.get("cpus")
+        if cpus not in (None, ""):
+            argv.append(f"--cpus-per-task={self._positive_int('cpus', cpus, template)}")
+        memory = resources.get("memory")
+        if memory not in (None, ""):
+            argv.append(f"--mem={self._positive_int('memory', memory, template)}M")
+        for key, default in (("partition", self.partition), ("account", self.account)):
+            value = resources.get(key) or default
+            if value:
+                if not _SLURM_NAME.match(str(value)):
+                    raise ManagerError(f"job {template.job_id}: invalid SLURM {key} {value!r}")
+                argv.append(f"--{key}={value}")
+        argv.extend(self.extra_sbatch_args)
+        argv.append("--export=NONE")
+        if export_file is not None:
+            argv.append(f"--export-file={export_file}")
+        argv.append(str(script))
+        argv.extend(str(a) for a in template.command)
+        return argv
+
+    @staticmethod
+    def _positive_int(key: str, value: object, template: JobTemplate) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise ManagerError(f"job {template.job_id}: resource {key} must be a positive "
+                               f"integer, not {value!r}")
+        return number
+
+    @staticmethod
+    def environment_file_content(environment: dict[str, str]) -> bytes:
+        """``NAME=value`` records separated by NUL, as ``sbatch --export-file`` reads them."""
+        records = []
+        for key, value in environment.items():
+            key, value = str(key), str(value)
+            if not _ENV_NAME.match(key):
+                raise ManagerError(f"invalid environment variable name {key!r}")
+            if "\0" in value:
+                raise ManagerError(f"environment variable {key} contains a NUL character")
+            records.append(f"{key}={value}".encode())
+        return b"".join(r + b"\0" for r in records)
+
+    def write_batch_script(self, directory: Path) -> Path:
+        script = directory / BATCH_SCRIPT_NAME
+        if not (script.is_file() and script.read_text() == BATCH_SCRIPT):
+            tmp = directory / f".{BATCH_SCRIPT_NAME}.{os.getpid()}.tmp"
+            tmp.write_text(BATCH_SCRIPT)
+            tmp.chmod(0o755)
+            tmp.replace(script)
+        return script
+
+    def submit(self, template: JobTemplate) -> str:
+        directory = Path(template.working_directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            script = self.write_batch_script(directory)
+            content = self.environment_file_content(dict(template.environment or {}))
+            fd, name = tempfile.mkstemp(prefix=".opus-slurm-env.", dir=directory)  # mode 0600
+        except OSError as exc:
+            raise ManagerError(f"job {template.job_id}: cannot prepare {directory}: {exc}") from exc
+        export_file = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            proc = self._run(self.sbatch_argv(template, script, export_file))
+        finally:
+            try:
+                export_file.unlink()
+            except OSError:
+                pass
+        if proc.returncode != 0:
+            raise ManagerError(f"sbatch refused job {template.job_id}: {self._error_text(proc)}")
+        lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+        native_id = lines[-1].split(";")[0] if lines else ""
+        if not _NATIVE_ID.match(native_id):
+            raise ManagerError(f"sbatch gave no job id for job {template.job_id}: "
+                               f"{proc.stdout.strip()!r} {proc.stderr.strip()!r}")
+        return native_id
+
+    # ------------------------------------------------------------------ status
+
+    @staticmethod
+    def _check_id(native_id: str) -> str:
+        native_id = str(native_id).strip()
+        if not _NATIVE_ID.match(native_id):
+            raise ManagerError(f"not a SLURM job id: {native_id!r}")
+        return native_id
+
+    @staticmethod
+    def _is_invalid_job(proc: subprocess.CompletedProcess) -> bool:
+        text = f"{proc.stderr} {proc.stdout}".lower()
+        return any(marker in text for marker in _INVALID_JOB)
+
+    def status(self, native_id: str) -> NativeStatus:
+        native_id = self._check_id(native_id)
+        for query in (self._status_squeue, self._status_scontrol, self._status_sacct,
+                      self._status_jobcomp):
+            status = query(native_id)
+            if status is not None:
+                return status
+        return NativeStatus("UNKNOWN")
+
+    def _status_squeue(self, native_id: str) -> NativeStatus | None:
+        proc = self._run(["squeue", "-h", "-j", native_id, "-o", "%T|%r"])
+        if proc.returncode != 0:
+            if self._is_invalid_job(proc):
+                return None
+            raise ManagerError(f"squeue failed for job {native_id}: {self._error_text(proc)}")
+        lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+        if not lines:
+            return None
+        state, _, reason = lines[0].partition("|")
+        status = map_slurm_state(state, reason)
+        if status.phase in ("QUEUED", "HELD", "EXECUTING", "SUSPENDED"):
+            return status
+        return None  # finished: scontrol also knows the exit code
+
+    def _status_scontrol(self, native_id: str) -> NativeStatus | None:
+        proc = self._run(["scontrol", "show", "job", "-o", native_id])
+        if proc.returncode != 0:
+            if self._is_invalid_job(proc):
+                return None
+            raise ManagerError(f"scontrol failed for job {native_id}: {self._error_text(proc)}")
+        for line in proc.stdout.splitlines():
+            fields = parse_key_values(line)
+            if fields.get("JobId") == native_id.split("+")[0] and "JobState" in fields:
+                return map_slurm_state(fields["JobState"], fields.get("Reason"),
+                                       parse_exit_code(fields.get("ExitCode")))
+        return None
+
+    def _status_sacct(self, native_id: str) -> NativeStatus | None:
+        storage = self.cluster_config().get("AccountingStorageType", "")
+        if not storage or storage == "accounting_storage/none":
+            return None
+        proc = self._run(["sacct", "-n", "-P", "-X", "-j", native_id, "-o", "JobID,State,ExitCode"])
+        if proc.returncode != 0:
+            return None
+        for line in proc.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 3 and parts[0] == native_id:
+                return map_slurm_state(parts[1], None, parse_exit_code(parts[2]))
+        return None
+
+    def _status_jobcomp(self, native_id: str) -> NativeStatus | None:
+        config = self.cluster_config()
+        location = config.get("JobCompLoc", "")
+        if config.get("JobCompType") != "jobcomp/filetxt" or not location.startswith("/"):
+            return None
+        if self.login_host:
+            proc = self._run(["cat", "--", location])
+            if proc.returncode != 0:
+                return None
+            text = proc.stdout
+        else:
+            try:
+                text = Path(location).read_text(errors="replace")
+            except OSError:
+                return None
+        marker = f"JobId={native_id} "
+        for line in reversed(text.splitlines()):
+            if line.startswith(marker):  # the newest record wins (ids restart with new state)
+                fields = parse_key_values(line)
+                return map_slurm_state(fields.get("JobState", ""), None,
+                                       parse_exit_code(fields.get("ExitCode")))
+        return None
+
+    # ------------------------------------------------------------------ terminate
+
+    def terminate(self, native_id: str) -> None:
+        native_id = self._check_id(native_id)
+        proc = self._run(["scancel", native_id])
+        text = self._error_text(proc).lower() if (proc.returncode or proc.stderr.strip()) else ""
+        if proc.returncode != 0 and not any(marker in text for marker in _ALREADY_DONE):
+            raise ManagerError(f"scancel failed for job {native_id}: {self._error_text(proc)}")

@@ -1,0 +1,260 @@
+"""The UWS 1.1 REST binding (section 2.2): thin handlers over :class:`JobService`.
+
+Each handler reads the request, calls the service, and shapes the answer: XML documents,
+``text/plain`` for the atomic job properties, 303 after every change. Client mistakes raise
+:mod:`opus.errors` exceptions; :func:`error_plugin` turns them into their status with a
+plain-text message, in this one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+from bottle import HTTPResponse, request
+
+from opus.auth import Identity, resolve_identity
+from opus.errors import ClientError, NotFoundError, ParameterError, PayloadTooLargeError
+from opus.uws import params, xml
+from opus.uws.models import Job
+from opus.uws.params import format_datetime
+from opus.uws.service import JobService
+
+log = logging.getLogger("opus.http")
+
+XML = "application/xml; charset=UTF-8"
+TEXT = "text/plain; charset=UTF-8"
+
+
+def text_response(body: str, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(body=body, status=status, headers={"Content-Type": TEXT})
+
+
+def error_plugin(max_body: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Wrap every route: refuse oversized bodies, resolve the identity once, and map
+    client errors to their status (UWS 1.1 section 2.2: 404, 403; DALI: 400)."""
+
+    def decorator(callback: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(callback)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                length = request.content_length
+                if length > max_body:
+                    raise PayloadTooLargeError(
+                        f"request body of {length} bytes exceeds the limit of {max_body}")
+                request.environ["opus.identity"] = resolve_identity(request.headers)
+                return callback(*args, **kwargs)
+            except ClientError as error:
+                return text_response(error.message + "\n", error.status)
+
+        return wrapper
+
+    return decorator
+
+
+def identity() -> Identity:
+    return request.environ["opus.identity"]
+
+
+def root_url() -> str:
+    """Scheme, host and mount point of this request, for absolute links."""
+    parts = request.urlparts
+    return f"{parts.scheme}://{parts.netloc}{request.script_name.rstrip('/')}"
+
+
+def see_other(location: str) -> HTTPResponse:
+    return HTTPResponse(status=303, headers={"Location": location})
+
+
+def submitted_parameters() -> list[tuple[str, str]]:
+    """Query and form parameters as (name, value) pairs, decoded as UTF-8."""
+    try:
+        items = list(request.query.decode().allitems())
+        if request.method in {"POST", "PUT"}:
+            items += list(request.forms.decode().allitems())
+    except (UnicodeError, ValueError) as error:
+        raise ClientError(f"the request parameters could not be decoded: {error}") from None
+    return items
+
+
+def single(name: str, values: list[tuple[str, str]]) -> str | None:
+    """The one value of ``name`` (case-insensitive), None if absent."""
+    found = [value for key, value in values if key.lower() == name.lower()]
+    if len(found) > 1:
+        raise ParameterError(name, "given more than once")
+    return found[0] if found else None
+
+
+def required(name: str, values: list[tuple[str, str]]) -> str:
+    value = single(name, values)
+    if value is None:
+        raise ParameterError(name, "required")
+    return value
+
+
+def install(app: bottle.Bottle, service: JobService) -> None:
+    """Add the UWS routes under ``/rest/{activity}``."""
+
+    def jobs_url(activity: str) -> str:
+        return f"{root_url()}/rest/{activity}"
+
+    def job_url(activity: str, job_id: str) -> str:
+        return f"{root_url()}/rest/{activity}/{job_id}"
+
+    def xml_response(body: bytes) -> HTTPResponse:
+        return HTTPResponse(body=body, headers={"Content-Type": XML})
+
+    def job_document(job: Job) -> HTTPResponse:
+        base = job_url(job.activity, job.job_id)
+        return xml_response(xml.job(
+            job, quote=service.quote(job),
+            result_url=lambda rid: f"{base}/results/{rid}",
+        ))
+
+    @app.get("/rest/<activity>")
+    def list_jobs(activity: str) -> HTTPResponse:
+        items = list(request.query.decode().allitems())
+        phases = params.parse_phases([v for k, v in items if k.upper() == "PHASE"])
+        after_text = single("AFTER", items)
+        last_text = single("LAST", items)
+        after = params.parse_datetime("AFTER", after_text) if after_text is not None else None
+        last = params.parse_int("LAST", last_text, minimum=1) if last_text is not None else None
+        refs = service.list(identity(), activity, phases=phases, after=after, last=last)
+        base = jobs_url(activity)
+        return xml_response(xml.job_list(refs, lambda job_id: f"{base}/{job_id}"))
+
+    @app.post("/rest/<activity>")
+    def create_job(activity: str) -> HTTPResponse:
+        job = service.create(identity(), activity, submitted_parameters())
+        return see_other(job_url(activity, job.job_id))
+
+    @app.get("/rest/<activity>/<job_id>")
+    def get_job(activity: str, job_id: str) -> HTTPResponse:
+        items = list(request.query.allitems())
+        wait = single("WAIT", items)
+        if wait is None:
+            return job_document(service.get(identity(), activity, job_id))
+        timeout = params.parse_wait(wait, service.settings.wait_max)
+        phase = single("PHASE", items)
+        expected = params.parse_phases([phase])[0] if phase is not None else None
+        return job_document(service.wait(identity(), activity, job_id, timeout, expected))
+
+    @app.post("/rest/<activity>/<job_id>")
+    def post_job(activity: str, job_id: str) -> HTTPResponse:
+        values = submitted_parameters()
+        action = single("ACTION", values)
+        if action is not None:
+            if action.strip().upper() != "DELETE":
+                raise ParameterError("ACTION", f"must be DELETE (got {action!r})")
+            service.delete(identity(), activity, job_id)
+            return see_other(jobs_url(activity))
+        service.update_parameters(identity(), activity, job_id, values)
+        return see_other(job_url(activity, job_id))
+
+    @app.delete("/rest/<activity>/<job_id>")
+    def delete_job(activity: str, job_id: str) -> HTTPResponse:
+        service.delete(identity(), activity, job_id)
+        return see_other(jobs_url(activity))
+
+    @app.get("/rest/<activity>/<job_id>/phase")
+    def get_phase(activity: str, job_id: str) -> HTTPResponse:
+        return text_response(service.get(identity(), activity, job_id,
+                                         with_results=False).phase)
+
+    @app.post("/rest/<activity>/<job_id>/phase")
+    def post_phase(activity: str, job_id: str) -> HTTPResponse:
+        service.phase_action(identity(), activity, job_id,
+                             required("PHASE", submitted_parameters()))
+        return see_other(job_url(activity, job_id))
+
+    @app.get("/rest/<activity>/<job_id>/executionduration")
+    def get_execution_duration(activity: str, job_id: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id, with_results=False)
+        return text_response(str(int(job.execution_duration)))
+
+    @app.post("/rest/<activity>/<job_id>/executionduration")
+    def post_execution_duration(activity: str, job_id: str) -> HTTPResponse:
+        service.set_execution_duration(identity(), activity, job_id,
+                                       required("EXECUTIONDURATION", submitted_parameters()))
+        return see_other(job_url(activity, job_id))
+
+    @app.get("/rest/<activity>/<job_id>/destruction")
+    def get_destruction(activity: str, job_id: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id, with_results=False)
+        return text_response(format_datetime(job.destruction))
+
+    @app.post("/rest/<activity>/<job_id>/destruction")
+    def post_destruction(activity: str, job_id: str) -> HTTPResponse:
+        service.set_destruction(identity(), activity, job_id,
+                                required("DESTRUCTION", submitted_parameters()))
+        return see_other(job_url(activity, job_id))
+
+    @app.get("/rest/<activity>/<job_id>/error")
+    def get_error(activity: str, job_id: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id, with_results=False)
+        return text_response(job.error_summary or "")
+
+    @app.get("/rest/<activity>/<job_id>/quote")
+    def get_quote(activity: str, job_id: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id, with_results=False)
+        return text_response(format_datetime(service.quote(job)))
+
+    @app.get("/rest/<activity>/<job_id>/owner")
+    def get_owner(activity: str, job_id: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id, with_results=False)
+        return text_response(job.owner_id or "")
+
+    @app.get("/rest/<activity>/<job_id>/parameters")
+    def get_parameters(activity: str, job_id: str) -> HTTPResponse:
+        return xml_response(xml.parameters(service.get(identity(), activity, job_id,
+                                                       with_results=False)))
+
+    @app.post("/rest/<activity>/<job_id>/parameters")
+    def post_parameters(activity: str, job_id: str) -> HTTPResponse:
+        service.update_parameters(identity(), activity, job_id, submitted_parameters())
+        return see_other(job_url(activity, job_id))
+
+    @app.get("/rest/<activity>/<job_id>/parameters/<name>")
+    def get_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id, with_results=False)
+        for key, value in job.parameters.items():
+            if key.lower() == name.lower():
+                return text_response(value)
+        raise NotFoundError(f"job {job_id} has no parameter {name!r}")
+
+    @app.put("/rest/<activity>/<job_id>/parameters/<name>")
+    def put_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:
+        value = request.body.read().decode("utf-8", errors="strict")
+        service.update_parameters(identity(), activity, job_id, [(name, value)])
+        return see_other(job_url(activity, job_id))
+
+    @app.get("/rest/<activity>/<job_id>/results")
+    def get_results(activity: str, job_id: str) -> HTTPResponse:
+        job = service.get(identity(), activity, job_id)
+        base = job_url(activity, job_id)
+        return xml_response(xml.results(job, lambda rid: f"{base}/results/{rid}"))
+
+    @app.get("/rest/<activity>/<job_id>/results/<result_id>")
+    def get_result(activity: str, job_id: str, result_id: str) -> HTTPResponse:
+        result, path = service.result_file(identity(), activity, job_id, result_id)
+        # bottle.static_file gives Content-Length, Range, HEAD and conditional requests.
+        return bottle.static_file(path.name, root=str(path.parent),
+                                  mimetype=result.mime_type or "application/octet-stream")
+
+    @app.post("/internal/jobs/<job_id>/report")
+    def runner_report(job_id: str) -> HTTPResponse:
+        """Phase reports of the runner, authenticated by the job's secret."""
+        secret = request.headers.get("X-OPUS-Secret", "")
+        service.check_secret(job_id, secret)
+        try:
+            report = json.loads(request.body.read() or b"{}")
+        except ValueError as error:
+            raise ClientError(f"report is not JSON: {error}") from None
+        if not isinstance(report, dict):
+            raise ClientError("report must be a JSON object")
+        changed = service.apply_report(job_id, report)
+        return HTTPResponse(status=204 if changed else 409)

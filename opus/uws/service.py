@@ -1,0 +1,362 @@
+"""The rules of UWS: which phase may follow which, who may do what, what a job looks like.
+
+HTTP handlers (:mod:`opus.uws.routes`) only translate requests into calls here; the store
+(:mod:`opus.uws.store`) only stores. Every client mistake is a typed exception from
+:mod:`opus.errors`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from opus.activities.model import ActivityDescription
+from opus.activities.registry import ActivityRegistry
+from opus.activities.validation import validate_parameters
+from opus.auth import AccessPolicy, Identity
+from opus.config import Settings
+from opus.errors import ClientError, NotFoundError, ParameterError, PhaseError
+from opus.uws import params
+from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
+from opus.uws.store import JobStore
+
+log = logging.getLogger("opus.uws")
+
+#: UWS job-control parameters that may accompany a creation POST (UWS 1.1 section 2.2.3.1);
+#: compared case-insensitively like every parameter name (DALI 1.1 section 3.1).
+CONTROL_PARAMETERS = {"phase", "runid", "executionduration", "destruction", "action"}
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def job_directory(settings: Settings, job_id: str) -> Path:
+    return settings.jobs_dir / job_id
+
+
+class JobService:
+    """Everything a client or the runner may do with jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        registry: ActivityRegistry,
+        policy: AccessPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.policy = policy or AccessPolicy()
+
+    # -- reading -----------------------------------------------------------------------
+    def activity(self, name: str) -> ActivityDescription:
+        return self.registry.get(name)
+
+    def get(self, identity: Identity, activity: str, job_id: str,
+            *, with_results: bool = True) -> Job:
+        """The job, if it exists under this activity and ``identity`` may see it."""
+        self.registry.get(activity)
+        job = self.store.get(job_id, with_results=with_results)
+        if job is None or job.activity != activity:
+            raise NotFoundError(f"no job {job_id!r} in {activity}")
+        self.policy.check_read(identity, job)
+        return job
+
+    def list(
+        self,
+        identity: Identity,
+        activity: str,
+        *,
+        phases: Sequence[str] = (),
+        after: dt.datetime | None = None,
+        last: int | None = None,
+    ) -> list[JobRef]:
+        self.registry.get(activity)
+        filter_owner, owner = self.policy.owner_filter(identity)
+        return self.store.list(activity, owner_id=owner, filter_owner=filter_owner,
+                               phases=phases or None, after=after, last=last)
+
+    def wait(
+        self,
+        identity: Identity,
+        activity: str,
+        job_id: str,
+        timeout: float,
+        expected_phase: str | None = None,
+    ) -> Job:
+        """Block until the job changes or ``timeout`` s pass (UWS 1.1 section 2.2.1.2).
+
+        Returns at once when the job is not in an active phase, or not in
+        ``expected_phase`` when one is given. The watch is registered before the job is
+        read, so a change that lands in between still wakes us.
+        """
+        with self.store.events.watch(job_id) as changed:
+            job = self.get(identity, activity, job_id)
+            if job.phase not in Phase.ACTIVE or timeout <= 0:
+                return job
+            if expected_phase is not None and job.phase != expected_phase:
+                return job
+            changed.wait(timeout)
+        return self.get(identity, activity, job_id)
+
+    def quote(self, job: Job) -> dt.datetime | None:
+        """When the job is expected to complete: an estimate from the queue ahead of it and
+        the activity's declared duration (UWS 1.1 section 2.1.6)."""
+        try:
+            activity = self.registry.get(job.activity)
+        except NotFoundError:
+            return None
+        estimate = activity.quote or activity.execution_duration or job.execution_duration
+        if not estimate:
+            return None
+        if job.phase in {Phase.PENDING, Phase.QUEUED}:
+            ahead = self.store.count_queued_before(
+                job.job_id if job.phase == Phase.QUEUED else None)
+            slots = self.settings.effective_concurrency
+            rounds = ahead // slots + 1
+            return utcnow() + dt.timedelta(seconds=estimate * rounds)
+        if job.phase == Phase.EXECUTING and job.start_time is not None:
+            return job.start_time + dt.timedelta(seconds=estimate)
+        return None
+
+    # -- creation and changes ----------------------------------------------------------
+    def create(self, identity: Identity, activity_name: str,
+               submitted: Sequence[tuple[str, str]]) -> Job:
+        """A new job from the POSTed parameters; queued at once if PHASE=RUN."""
+        activity = self.registry.get(activity_name)
+        control, activity_params = split_control(submitted)
+        run = False
+        if "phase" in control:
+            if control["phase"].strip().upper() != "RUN":
+                raise ParameterError("PHASE", f"only RUN may be given at creation "
+                                              f"(got {control['phase']!r})")
+            run = True
+        if "action" in control:
+            raise ParameterError("ACTION", "not allowed at job creation")
+        values = validate_parameters(activity, activity_params)
+        now = utcnow()
+        execution_duration = self._execution_duration(activity, control.get("executionduration"))
+        destruction = self._destruction(now, control.get("destruction"))
+        run_id = control.get("runid")
+        if run_id is not None and len(run_id) > 255:
+            raise ParameterError("RUNID", "must be at most 255 characters")
+        job = Job(
+            job_id=uuid.uuid4().hex,
+            activity=activity.name,
+            phase=Phase.QUEUED if run else Phase.PENDING,
+            creation_time=now,
+            execution_duration=execution_duration,
+            parameters=values,
+            owner_id=identity.owner_id,
+            run_id=run_id,
+            destruction=destruction,
+        )
+        self.store.insert(job)
+        return job
+
+    def _execution_duration(self, activity: ActivityDescription, text: str | None) -> int:
+        if text is None:
+            value = activity.execution_duration or self.settings.default_execution_duration
+        else:
+            value = params.parse_int("EXECUTIONDURATION", text, minimum=0)
+        limit = self.settings.max_execution_duration
+        # UWS 1.1 section 2.1.4: 0 means unlimited; the server may override a request.
+        if limit and (value == 0 or value > limit):
+            value = limit
+        return value
+
+    def _destruction(self, now: dt.datetime, text: str | None) -> dt.datetime:
+        latest = now + dt.timedelta(seconds=self.settings.max_destruction)
+        if text is None:
+            return now + dt.timedelta(seconds=self.settings.default_destruction)
+        value = params.parse_datetime("DESTRUCTION", text)
+        if value <= now:
+            raise ParameterError("DESTRUCTION", f"must be in the future (got {text!r})")
+        # UWS 1.1 section 2.2.3.3: the service may substitute a value of its choosing.
+        return min(value, latest)
+
+    def run(self, identity: Identity, activity: str, job_id: str) -> Job:
+        job = self.get(identity, activity, job_id, with_results=False)
+        self.policy.check_modify(identity, job)
+        if job.phase in Phase.RUNNING:
+            return job  # already on its way: RUN again changes nothing
+        if job.phase != Phase.PENDING:
+            raise PhaseError(f"job {job_id} is {job.phase}; only a PENDING job can be run")
+        if not self.store.update(job_id, expected_phases={Phase.PENDING}, phase=Phase.QUEUED):
+            return self.run(identity, activity, job_id)  # it changed meanwhile: decide again
+        return job
+
+    def abort(self, identity: Identity, activity: str, job_id: str) -> Job:
+        """PHASE=ABORT (UWS 1.1 section 2.2.3.6); the scheduler stops what runs."""
+        job = self.get(identity, activity, job_id, with_results=False)
+        self.policy.check_modify(identity, job)
+        if job.phase not in Phase.ABORTABLE:
+            raise PhaseError(f"job {job_id} is {job.phase}; it can no longer be aborted")
+        if not self.store.update(job_id, expected_phases=Phase.ABORTABLE,
+                                 phase=Phase.ABORTED, end_time=utcnow(),
+                                 error_summary="aborted at the client's request",
+                                 error_type=None):
+            return self.abort(identity, activity, job_id)
+        return job
+
+    def phase_action(self, identity: Identity, activity: str, job_id: str, action: str) -> Job:
+        action = action.strip().upper()
+        if action == "RUN":
+            return self.run(identity, activity, job_id)
+        if action == "ABORT":
+            return self.abort(identity, activity, job_id)
+        raise ParameterError("PHASE", f"must be RUN or ABORT (got {action!r})")
+
+    def set_execution_duration(self, identity: Identity, activity: str, job_id: str,
+                               text: str) -> Job:
+        job = self.get(identity, activity, job_id, with_results=False)
+        self.policy.check_modify(identity, job)
+        value = self._execution_duration(self.registry.get(activity), text)
+        if job.phase != Phase.PENDING:
+            raise PhaseError(f"job {job_id} is {job.phase}; executionDuration can only "
+                             f"change while PENDING")
+        if not self.store.update(job_id, expected_phases={Phase.PENDING},
+                                 execution_duration=value):
+            raise PhaseError(f"job {job_id} left PENDING; executionDuration not changed")
+        return job
+
+    def set_destruction(self, identity: Identity, activity: str, job_id: str,
+                        text: str) -> Job:
+        job = self.get(identity, activity, job_id, with_results=False)
+        self.policy.check_modify(identity, job)
+        value = self._destruction(utcnow(), text)
+        if job.phase == Phase.ARCHIVED:
+            raise PhaseError(f"job {job_id} is ARCHIVED")
+        self.store.update(job_id, destruction=value)
+        return job
+
+    def update_parameters(self, identity: Identity, activity: str, job_id: str,
+                          submitted: Sequence[tuple[str, str]]) -> Job:
+        """Change parameters of a PENDING job (UWS 1.1 section 2.1.11)."""
+        job = self.get(identity, activity, job_id, with_results=False)
+        self.policy.check_modify(identity, job)
+        control, activity_params = split_control(submitted)
+        description = self.registry.get(activity)
+        changes = validate_parameters(description, activity_params, partial=True)
+        if job.phase != Phase.PENDING and (changes or control):
+            raise PhaseError(f"job {job_id} is {job.phase}; parameters can only change "
+                             f"while PENDING")
+        values: dict[str, Any] = {}
+        if changes:
+            values["parameters"] = {**job.parameters, **changes}
+        if "executionduration" in control:
+            values["execution_duration"] = self._execution_duration(
+                description, control["executionduration"])
+        if "destruction" in control:
+            values["destruction"] = self._destruction(utcnow(), control["destruction"])
+        if "runid" in control:
+            values["run_id"] = control["runid"]
+        if values and not self.store.update(job_id, expected_phases={Phase.PENDING}, **values):
+            raise PhaseError(f"job {job_id} left PENDING; parameters not changed")
+        if control.get("phase", "").strip().upper() == "RUN":
+            self.run(identity, activity, job_id)
+        return job
+
+    def delete(self, identity: Identity, activity: str, job_id: str) -> None:
+        """DELETE (UWS 1.1 section 2.2.3.2): gone at once; the scheduler stops what runs
+        and removes the files."""
+        job = self.get(identity, activity, job_id, with_results=False)
+        self.policy.check_modify(identity, job)
+        if not self.store.delete(job_id):
+            raise NotFoundError(f"no job {job_id!r} in {activity}")
+
+    def result_file(self, identity: Identity, activity: str, job_id: str,
+                    result_id: str) -> tuple[JobResult, Path]:
+        job = self.get(identity, activity, job_id)
+        for result in job.results:
+            if result.result_id == result_id:
+                path = self._inside_job_dir(job_id, result.path)
+                if path is None or not path.is_file():
+                    raise NotFoundError(f"result {result_id!r} of job {job_id} is no longer "
+                                        f"available")
+                return result, path
+        raise NotFoundError(f"job {job_id} has no result {result_id!r}")
+
+    def _inside_job_dir(self, job_id: str, relative: str) -> Path | None:
+        """The real path of a job file, or None if it would leave the job directory
+        (a symlink written by an activity must not expose other files)."""
+        base = job_directory(self.settings, job_id).resolve()
+        path = (base / relative).resolve()
+        return path if path.is_relative_to(base) else None
+
+    # -- reports from the runner -------------------------------------------------------
+    def check_secret(self, job_id: str, secret: str) -> None:
+        stored = self.store.secret_hash(job_id)
+        if stored is None or not hmac.compare_digest(stored, hash_secret(secret)):
+            raise NotFoundError(f"no job {job_id!r} expecting this report")
+
+    def apply_report(self, job_id: str, report: dict[str, Any]) -> bool:
+        """Record what the runner reports (callback or outcome file); True if it changed
+        the job. A report that arrives after the job ended (aborted, timed out) is
+        ignored: the first final phase wins."""
+        phase = report.get("phase")
+        if phase == Phase.EXECUTING:
+            start = _report_time(report.get("start_time"))
+            return self.store.update(job_id, expected_phases={Phase.QUEUED, Phase.HELD,
+                                                              Phase.SUSPENDED},
+                                     phase=Phase.EXECUTING, start_time=start)
+        if phase not in {Phase.COMPLETED, Phase.ERROR, Phase.ABORTED}:
+            raise ClientError(f"phase: unexpected value {phase!r} in report")
+        job_results = [
+            JobResult(
+                result_id=str(item["id"]),
+                path=_safe_relative(str(item["path"])),
+                size=int(item["size"]) if item.get("size") is not None else None,
+                mime_type=item.get("mime_type"),
+                sha256=item.get("sha256"),
+            )
+            for item in report.get("results", ())
+        ]
+        values: dict[str, Any] = {"end_time": _report_time(report.get("end_time"))}
+        if report.get("start_time"):
+            values["start_time"] = _report_time(report["start_time"])
+        if phase != Phase.COMPLETED:
+            values["error_summary"] = str(report.get("error_summary") or phase)[:4000]
+            values["error_type"] = report.get("error_type") or "fatal"
+        return self.store.finish(job_id, phase=phase,
+                                 expected_phases=Phase.RUNNING | {Phase.UNKNOWN},
+                                 job_results=job_results, **values)
+
+
+def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Separate UWS control parameters from the activity's own; a name given twice is a
+    mistake (these parameters take one value)."""
+    control: dict[str, str] = {}
+    activity: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in submitted:
+        key = name.lower()
+        if key in seen:
+            raise ParameterError(name, "given more than once")
+        seen.add(key)
+        if key in CONTROL_PARAMETERS:
+            control[key] = value
+        else:
+            activity[name] = value
+    return control, activity
+
+
+def _report_time(value: Any) -> dt.datetime:
+    if not value:
+        return utcnow()
+    return params.parse_datetime("time", str(value))
+
+
+def _safe_relative(path: str) -> str:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ClientError(f"result path {path!r} must be relative to the job directory")
+    return str(pure)

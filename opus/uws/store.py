@@ -1,0 +1,280 @@
+"""Storage of UWS jobs: it stores and announces, it does not decide.
+
+Which phase may follow which, and who may do what, is :mod:`opus.uws.service`'s business.
+The store offers compare-and-set updates (``expected_phases``) so that those rules hold
+even when two processes act on one job at once: an update that finds the job in another
+phase changes nothing and says so. Every change is one transaction, announced through
+:class:`opus.uws.events.JobEvents` so that waiters in any process wake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from opus.uws.events import JobEvents, Message
+from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
+from opus.uws.tables import cleanups, jobs, results
+
+_JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash"}]
+
+
+def _row_to_job(row: sa.Row, job_results: Sequence[JobResult] = ()) -> Job:
+    data = row._mapping
+    return Job(
+        job_id=data["job_id"],
+        activity=data["activity"],
+        phase=data["phase"],
+        creation_time=data["creation_time"],
+        execution_duration=data["execution_duration"],
+        parameters=json.loads(data["parameters"]),
+        owner_id=data["owner_id"],
+        run_id=data["run_id"],
+        start_time=data["start_time"],
+        end_time=data["end_time"],
+        destruction=data["destruction"],
+        quote=data["quote"],
+        error_type=data["error_type"],
+        error_summary=data["error_summary"],
+        manager=data["manager"],
+        native_id=data["native_id"],
+        cluster_state=data["cluster_state"],
+        time_limit=data["time_limit"],
+        results=tuple(job_results),
+    )
+
+
+class JobStore:
+    """Jobs, results and pending cleanups in one SQL database."""
+
+    def __init__(self, engine: sa.Engine, events: JobEvents) -> None:
+        self.engine = engine
+        self.events = events
+
+    @contextlib.contextmanager
+    def _write(self, messages: list[Message]) -> Iterator[sa.Connection]:
+        """One write transaction; ``messages`` (filled by the caller) are announced with it."""
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            with connection.begin():
+                yield connection
+                if messages:
+                    self.events.publish_in_transaction(connection, messages)
+        if messages:
+            self.events.publish_after_commit(messages)
+
+    # -- creation and reading ----------------------------------------------------------
+    def insert(self, job: Job, secret_hash: str | None = None) -> None:
+        values = {c.name: getattr(job, c.name) for c in _JOB_COLUMNS if c.name != "parameters"}
+        values["parameters"] = json.dumps(job.parameters)
+        values["secret_hash"] = secret_hash
+        with self._write([(job.job_id, job.phase)]) as connection:
+            connection.execute(jobs.insert().values(**values))
+
+    def get(self, job_id: str, *, with_results: bool = True) -> Job | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(*_JOB_COLUMNS).where(jobs.c.job_id == job_id)
+            ).first()
+            if row is None:
+                return None
+            job_results: list[JobResult] = []
+            if with_results:
+                job_results = [
+                    JobResult(r.result_id, r.path, r.size, r.mime_type, r.sha256)
+                    for r in connection.execute(
+                        sa.select(results).where(results.c.job_id == job_id)
+                        .order_by(results.c.position)
+                    )
+                ]
+        return _row_to_job(row, job_results)
+
+    def secret_hash(self, job_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(jobs.c.secret_hash).where(jobs.c.job_id == job_id)
+            ).scalar()
+
+    def list(
+        self,
+        activity: str,
+        *,
+        owner_id: str | None = None,
+        filter_owner: bool = False,
+        phases: Iterable[str] | None = None,
+        after: dt.datetime | None = None,
+        last: int | None = None,
+    ) -> list[JobRef]:
+        """Job list of one activity, most recent first (UWS 1.1 section 2.2.2.1).
+
+        Without ``phases``, ARCHIVED jobs are left out, as the standard requires.
+        """
+        query = sa.select(
+            jobs.c.job_id, jobs.c.phase, jobs.c.run_id, jobs.c.owner_id, jobs.c.creation_time
+        ).where(jobs.c.activity == activity)
+        if filter_owner:
+            query = query.where(
+                jobs.c.owner_id.is_(None) if owner_id is None else jobs.c.owner_id == owner_id
+            )
+        if phases:
+            query = query.where(jobs.c.phase.in_(sorted(set(phases))))
+        else:
+            query = query.where(jobs.c.phase != Phase.ARCHIVED)
+        if after is not None:
+            query = query.where(jobs.c.creation_time > after)
+        query = query.order_by(jobs.c.id.desc())
+        if last is not None:
+            query = query.limit(last)
+        with self.engine.connect() as connection:
+            return [JobRef(*row) for row in connection.execute(query)]
+
+    # -- updates -----------------------------------------------------------------------
+    def update(
+        self,
+        job_id: str,
+        *,
+        expected_phases: Iterable[str] | None = None,
+        announce: bool = True,
+        **values: Any,
+    ) -> bool:
+        """Set columns of a job if it is in one of ``expected_phases``; True if it was."""
+        if "parameters" in values:
+            values["parameters"] = json.dumps(values["parameters"])
+        query = jobs.update().where(jobs.c.job_id == job_id).values(**values)
+        if expected_phases is not None:
+            query = query.where(jobs.c.phase.in_(sorted(set(expected_phases))))
+        phase = values.get("phase", "CHANGED")
+        messages: list[Message] = [(job_id, phase)] if announce else []
+        with self._write(messages) as connection:
+            updated = connection.execute(query).rowcount == 1
+            if not updated:
+                messages.clear()
+        return updated
+
+    def finish(
+        self,
+        job_id: str,
+        *,
+        phase: str,
+        expected_phases: Iterable[str],
+        job_results: Sequence[JobResult] = (),
+        **values: Any,
+    ) -> bool:
+        """Move a job to a final phase and record its results, in one transaction."""
+        query = (
+            jobs.update()
+            .where(jobs.c.job_id == job_id, jobs.c.phase.in_(sorted(set(expected_phases))))
+            .values(phase=phase, **values)
+        )
+        messages: list[Message] = [(job_id, phase)]
+        with self._write(messages) as connection:
+            if connection.execute(query).rowcount != 1:
+                messages.clear()
+                return False
+            connection.execute(results.delete().where(results.c.job_id == job_id))
+            if job_results:
+                connection.execute(
+                    results.insert(),
+                    [
+                        {"job_id": job_id, "result_id": r.result_id, "position": i,
+                         "path": r.path, "size": r.size, "mime_type": r.mime_type,
+                         "sha256": r.sha256}
+                        for i, r in enumerate(job_results)
+                    ],
+                )
+        return True
+
+    def archive(self, job_id: str) -> bool:
+        """Phase ARCHIVED, results forgotten, metadata kept (UWS 1.1 section 2.1.3)."""
+        messages: list[Message] = [(job_id, Phase.ARCHIVED)]
+        with self._write(messages) as connection:
+            updated = connection.execute(
+                jobs.update().where(jobs.c.job_id == job_id).values(phase=Phase.ARCHIVED)
+            ).rowcount == 1
+            connection.execute(results.delete().where(results.c.job_id == job_id))
+            connection.execute(cleanups.insert().values(
+                job_id=job_id, manager=None, native_id=None, remove_files=True,
+                created=utcnow()))
+            if not updated:
+                messages.clear()
+        return updated
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job and queue the work left for the scheduler (kill, remove files)."""
+        messages: list[Message] = [(job_id, "DELETED")]
+        with self._write(messages) as connection:
+            row = connection.execute(
+                sa.select(jobs.c.manager, jobs.c.native_id, jobs.c.cluster_state)
+                .where(jobs.c.job_id == job_id)
+            ).first()
+            if row is None:
+                messages.clear()
+                return False
+            connection.execute(results.delete().where(results.c.job_id == job_id))
+            connection.execute(jobs.delete().where(jobs.c.job_id == job_id))
+            live = row.cluster_state == "submitted"
+            connection.execute(cleanups.insert().values(
+                job_id=job_id, manager=row.manager if live else None,
+                native_id=row.native_id if live else None, remove_files=True,
+                created=utcnow()))
+        return True
+
+    # -- scheduler queries -------------------------------------------------------------
+    def queued(self, limit: int) -> list[Job]:
+        """QUEUED jobs not yet submitted, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(*_JOB_COLUMNS)
+                .where(jobs.c.phase == Phase.QUEUED, jobs.c.cluster_state.is_(None))
+                .order_by(jobs.c.id).limit(limit)
+            ).all()
+        return [_row_to_job(row) for row in rows]
+
+    def submitted(self) -> list[Job]:
+        """Jobs the cluster may still hold."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(*_JOB_COLUMNS).where(jobs.c.cluster_state == "submitted")
+            ).all()
+        return [_row_to_job(row) for row in rows]
+
+    def count_submitted(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.func.count()).select_from(jobs)
+                .where(jobs.c.cluster_state == "submitted")
+            ).scalar_one()
+
+    def count_queued_before(self, job_id: str | None = None) -> int:
+        """QUEUED jobs created before ``job_id`` (all of them if None): for quotes."""
+        query = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.phase == Phase.QUEUED)
+        if job_id is not None:
+            query = query.where(
+                jobs.c.id < sa.select(jobs.c.id).where(jobs.c.job_id == job_id).scalar_subquery()
+            )
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
+    def expired(self, now: dt.datetime, limit: int = 500) -> list[str]:
+        """Jobs whose destruction time has passed (ARCHIVED ones are done with)."""
+        with self.engine.connect() as connection:
+            return list(connection.execute(
+                sa.select(jobs.c.job_id)
+                .where(jobs.c.destruction <= now, jobs.c.phase != Phase.ARCHIVED)
+                .limit(limit)
+            ).scalars())
+
+    def pending_cleanups(self, limit: int = 500) -> list[sa.Row]:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(cleanups).order_by(cleanups.c.id).limit(limit)
+            ).all()
+
+    def cleanup_done(self, cleanup_id: int) -> None:
+        with self._write([]) as connection:
+            connection.execute(cleanups.delete().where(cleanups.c.id == cleanup_id))

@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# A single-node SLURM cluster for development and CI, run as root on this machine.
+#
+#   scripts/slurm_cluster.sh install   apt-get install slurm-wlm and munge (idempotent)
+#   scripts/slurm_cluster.sh start     write the config, start munged, slurmctld and slurmd,
+#                                      and wait until a trivial job runs (bounded)
+#   scripts/slurm_cluster.sh stop      stop slurmd and slurmctld (munged is left running)
+#   scripts/slurm_cluster.sh status    show what runs, sinfo and squeue
+#
+# State, configuration, logs and pid files live in ${OPUS_SLURM_DIR:-<repo>/var/slurm}; the
+# configuration is also linked from /etc/slurm/slurm.conf, where the Debian client commands
+# (sbatch, squeue, scontrol, scancel) look for it, so no SLURM_CONF is needed by the tests.
+# There is no systemd here: the daemons are started directly and daemonise themselves.
+#
+# Settings chosen for tests (see the comments in the generated slurm.conf):
+# no cgroups (proctrack/linuxproc, task/none), no accounting daemon (sacct does not work;
+# finished jobs are recorded by jobcomp/filetxt in log/jobcomp.txt), short timeouts, no
+# requeue of batch jobs after a node failure.
+#
+# Environment: OPUS_SLURM_DIR (state folder), OPUS_SLURM_START_TIMEOUT (seconds, default 60),
+# OPUS_SLURM_MIN_JOB_AGE (seconds a finished job stays visible in squeue/scontrol, default 60).
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SLURM_DIR="${OPUS_SLURM_DIR:-$REPO_ROOT/var/slurm}"
+START_TIMEOUT="${OPUS_SLURM_START_TIMEOUT:-60}"
+MIN_JOB_AGE="${OPUS_SLURM_MIN_JOB_AGE:-60}"
+
+CONF="$SLURM_DIR/etc/slurm.conf"
+SYSTEM_CONF=/etc/slurm/slurm.conf
+MARKER="# Managed by OPUS scripts/slurm_cluster.sh"
+CTLD_PID="$SLURM_DIR/run/slurmctld.pid"
+SLURMD_PID="$SLURM_DIR/run/slurmd.pid"
+CTLD_LOG="$SLURM_DIR/log/slurmctld.log"
+SLURMD_LOG="$SLURM_DIR/log/slurmd.log"
+MUNGE_LOG=/var/log/munge/munged.log
+
+log() { printf 'slurm_cluster: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "must run as root (it starts slurmctld, slurmd and munged)"
+}
+
+# ---------------------------------------------------------------------------- install
+
+do_install() {
+    need_root
+    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
+        && command -v sbatch >/dev/null && command -v munged >/dev/null; then
+        log "slurm-wlm and munge are already installed"
+        return 0
+    fi
+    log "installing slurm-wlm and munge"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends slurm-wlm munge \
+        >/tmp/opus-slurm-apt.log 2>&1; then
+        apt-get update -q >/tmp/opus-slurm-apt-update.log 2>&1 || true
+        apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends slurm-wlm munge \
+            >/tmp/opus-slurm-apt.log 2>&1 || { tail -n 30 /tmp/opus-slurm-apt.log >&2; die "apt-get failed"; }
+    fi
+    log "installed: $(slurmctld -V)"
+}
+
+# ---------------------------------------------------------------------------- helpers
+
+pid_alive() {  # pid_alive PIDFILE NAME
+    local pid
+    [ -s "$1" ] || return 1
+    pid="$(cat "$1" 2>/dev/null)" || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # guard against a recycled pid
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+}
+
+node_name() { hostname -s; }
+
+ensure_hostname() {
+    local host
+    host="$(node_name)"
+    if ! getent hosts "$host" >/dev/null 2>&1; then
+        log "adding $host to /etc/hosts (127.0.0.1)"
+        printf '127.0.0.1\t%s\n' "$host" >>/etc/hosts
+    fi
+}
+
+ensure_munge() {
+    if [ ! -s /etc/munge/munge.key ]; then
+        log "creating a munge key"
+        install -d -m 0700 -o munge -g munge /etc/munge
+        if command -v mungekey >/dev/null; then
+            mungekey --create --keyfile=/etc/munge/munge.key
+        else
+            dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none
+        fi
+        chown munge:munge /etc/munge/munge.key
+        chmod 0400 /etc/munge/munge.key
+    fi
+    install -d -m 0755 -o munge -g munge /run/munge
+    install -d -m 0700 -o munge -g munge /var/log/munge
+    install -d -m 0711 -o munge -g munge /var/lib/munge
+    if pid_alive /run/munge/munged.pid munged && munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+        return 0
+    fi
+    log "starting munged"
+    rm -f /run/munge/munged.pid
+    runuser -u munge -- /usr/sbin/munged || { tail -n 20 "$MUNGE_LOG" >&2 || true; die "munged failed to start"; }
+    local i
+    for i in $(seq 1 50); do
+        munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$MUNGE_LOG" >&2 || true
+    die "munge does not work"
+}
+
+real_memory() {
+    # RealMemory a bit below what slurmd -C reports, else the node is drained as "Low RealMemory".
+    local mem
+    mem="$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)"
+    [ -n "$mem" ] || mem="$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)"
+    echo $(( mem * 95 / 100 ))
+}
+
+write_config() {
+    local host cpus mem tmp
+    host="$(node_name)"
+    cpus="$(nproc)"
+    mem="$(real_memory)"
+    mkdir -p "$SLURM_DIR"/{etc,run,log,state/ctld,state/slurmd}
+    chmod 0755 "$SLURM_DIR" "$SLURM_DIR"/{etc,run,log}
+    tmp="$CONF.tmp"
+    cat >"$tmp" <<EOF
+$MARKER
+# ($REPO_ROOT). Rewritten at every start: edit the script, not this file.
+ClusterName=opus
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CryptoType=crypto/munge
+MpiDefault=none
+MailProg=/bin/true
+SlurmctldPort=6817
+SlurmdPort=6818
+
+StateSaveLocation=$SLURM_DIR/state/ctld
+SlurmdSpoolDir=$SLURM_DIR/state/slurmd
+SlurmctldPidFile=$CTLD_PID
+SlurmdPidFile=$SLURMD_PID
+SlurmctldLogFile=$CTLD_LOG
+SlurmdLogFile=$SLURMD_LOG
+SlurmctldDebug=info
+SlurmdDebug=info
+
+# No cgroups: processes are tracked through /proc, tasks are not confined.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+
+# No accounting daemon (sacct is unavailable); finished jobs are logged here instead.
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$SLURM_DIR/log/jobcomp.txt
+
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# Without a default a job would take the whole node's memory, and run alone.
+DefMemPerCPU=1024
+ReturnToService=2
+# A UWS job runs once: a node failure ends it as NODE_FAIL instead of requeueing it.
+JobRequeue=0
+
+# Short timeouts for tests.
+# A finished job stays visible to squeue/scontrol for MinJobAge seconds (default 300).
+MinJobAge=$MIN_JOB_AGE
+KillWait=2
+OverTimeLimit=0
+InactiveLimit=0
+Waittime=0
+SlurmctldTimeout=30
+# slurmd stopped mid-job: the node goes DOWN (and its jobs NODE_FAIL) within ~30-60 s.
+SlurmdTimeout=30
+MessageTimeout=10
+TCPTimeout=5
+BatchStartTimeout=20
+UnkillableStepTimeout=30
+
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+EOF
+    mv "$tmp" "$CONF"
+    chmod 0644 "$CONF"
+
+    # Debian's binaries read /etc/slurm/slurm.conf: link it to ours, but never clobber a
+    # configuration that someone else wrote.
+    mkdir -p /etc/slurm
+    if [ -L "$SYSTEM_CONF" ] || [ ! -e "$SYSTEM_CONF" ]; then
+        ln -sfn "$CONF" "$SYSTEM_CONF"
+    elif grep -qF "$MARKER" "$SYSTEM_CONF"; then
+        ln -sfn "$CONF" "$SYSTEM_CONF"
+    else
+        local backup
+        backup="$SYSTEM_CONF.opus-backup.$(date +%Y%m%d%H%M%S)"
+        log "moving the existing $SYSTEM_CONF to $backup"
+        mv "$SYSTEM_CONF" "$backup"
+        ln -sfn "$CONF" "$SYSTEM_CONF"
+    fi
+    # No cgroup.conf is needed with linuxproc/task none; remove an empty stray one that
+    # would only produce warnings.
+    if [ -e /etc/slurm/cgroup.conf ] && [ ! -s /etc/slurm/cgroup.conf ]; then
+        rm -f /etc/slurm/cgroup.conf
+    fi
+}
+
+log_tails() {
+    local f
+    for f in "$CTLD_LOG" "$SLURMD_LOG" "$MUNGE_LOG"; do
+        [ -e "$f" ] || continue
+        printf '\n==== tail %s ====\n' "$f" >&2
+        tail -n 25 "$f" >&2 || true
+    done
+}
+
+fail() { log "$*"; log_tails; exit 1; }
+
+ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
+
+node_state() { sinfo -h -N -n "$(node_name)" -o '%T' 2>/dev/null | head -n1; }
+
+wait_until() {  # wait_until DEADLINE_EPOCH COMMAND...
+    local deadline="$1"; shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.5
+    done
+}
+
+node_ready() {
+    local state
+    state="$(node_state)"
+    case "$state" in
+        idle*|mixed*|allocated*) return 0 ;;
+        down*|drain*|fail*)
+            # left over from a previous run (e.g. slurmd killed): bring it back
+            scontrol update NodeName="$(node_name)" State=RESUME >/dev/null 2>&1 || true
+            return 1 ;;
+        *) return 1 ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------- start / stop
+
+do_start() {
+    need_root
+    command -v slurmctld >/dev/null || die "slurm is not installed: run '$0 install' first"
+    local t0 deadline
+    t0="$(date +%s)"
+    deadline=$(( t0 + START_TIMEOUT ))
+
+    ensure_hostname
+    ensure_munge
+    write_config
+
+    if pid_alive "$CTLD_PID" slurmctld; then
+        log "slurmctld is already running (pid $(cat "$CTLD_PID")); reconfiguring"
+        scontrol reconfigure >/dev/null 2>&1 || true
+    else
+        log "starting slurmctld"
+        slurmctld -f "$CONF" || fail "slurmctld failed to start"
+    fi
+    wait_until "$deadline" ctld_up || fail "slurmctld does not answer"
+
+    if pid_alive "$SLURMD_PID" slurmd; then
+        log "slurmd is already running (pid $(cat "$SLURMD_PID"))"
+    else
+        log "starting slurmd"
+        slurmd -f "$CONF" || fail "slurmd failed to start"
+    fi
+    wait_until "$deadline" node_ready || fail "node $(node_name) is not idle: '$(node_state)'"
+
+    # A trivial batch job must really run. (sbatch --wait polls at 2, 4, 8, 10 s: poll here.)
+    local out jobid state
+    if ! out="$(cd /tmp && sbatch --parsable --job-name=opus-selftest --time=1 \
+            --output=/dev/null --export=NONE --wrap=true 2>&1)"; then
+        fail "sbatch failed: $out"
+    fi
+    jobid="${out%%;*}"
+    job_done() {
+        state="$(scontrol show job -o "$jobid" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')"
+        case "$state" in PENDING|CONFIGURING|RUNNING|COMPLETING|"") return 1 ;; esac
+    }
+    wait_until "$deadline" job_done || fail "trivial batch job $jobid did not finish (state '$state')"
+    [ "$state" = COMPLETED ] || fail "trivial batch job $jobid ended as $state"
+    if ! out="$(cd /tmp && timeout 20 srun --job-name=opus-selftest --time=1 true 2>&1)"; then
+        fail "srun true failed: $out"
+    fi
+    log "cluster is up ($(( $(date +%s) - t0 )) s): node $(node_name), $(nproc) CPUs, config $CONF"
+}
+
+stop_daemon() {  # stop_daemon PIDFILE NAME
+    local pid i
+    pid_alive "$1" "$2" || { log "$2 is not running"; rm -f "$1"; return 0; }
+    pid="$(cat "$1")"
+    log "stopping $2 (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$1"; return 0; }
+        sleep 0.1
+    done
+    log "$2 did not stop within 10 s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$1"
+}
+
+do_stop() {
+    need_root
+    stop_daemon "$SLURMD_PID" slurmd
+    stop_daemon "$CTLD_PID" slurmctld
+}
+
+do_status() {
+    local rc=0
+    if pid_alive /run/munge/munged.pid munged; then echo "munged:    running"; else echo "munged:    stopped"; fi
+    if pid_alive "$CTLD_PID" slurmctld; then
+        echo "slurmctld: running (pid $(cat "$CTLD_PID"))"
+    else
+        echo "slurmctld: stopped"; rc=3
+    fi
+    if pid_alive "$SLURMD_PID" slurmd; then
+        echo "slurmd:    running (pid $(cat "$SLURMD_PID"))"
+    else
+        echo "slurmd:    stopped"; rc=3
+    fi
+    echo "config:    $CONF"
+    if [ "$rc" -eq 0 ]; then
+        sinfo || rc=3
+        squeue || true
+    fi
+    return "$rc"
+}
+
+case "${1:-}" in
+    install) do_install ;;
+    start) do_start ;;
+    stop) do_stop ;;
+    restart) do_stop; do_start ;;
+    status) do_status ;;
+    *) echo "usage: $0 {install|start|stop|restart|status}" >&2; exit 2 ;;
+esac

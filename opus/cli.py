@@ -22,6 +22,7 @@ def _logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
@@ -71,6 +72,9 @@ class _Gunicorn:
                     "keepalive": 5,
                     "accesslog": None,
                     "loglevel": settings.log_level.lower(),
+                    # One control socket per user by default: two servers side by side
+                    # would fight over it.
+                    "control_socket_disable": True,
                 }
                 for key, value in options.items():
                     self.cfg.set(key, value)

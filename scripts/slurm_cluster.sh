@@ -8,7 +8,7 @@
 #   scripts/slurm_cluster.sh status    show what runs, sinfo and squeue
 #
 # State, configuration, logs and pid files live in ${OPUS_SLURM_DIR:-<repo>/var/slurm}; the
-# configuration is also linked from /etc/slurm/slurm.conf, where the Debian client commands
+# configuration is also copied to /etc/slurm/slurm.conf, where the Debian client commands
 # (sbatch, squeue, scontrol, scancel) look for it, so no SLURM_CONF is needed by the tests.
 # There is no systemd here: the daemons are started directly and daemonise themselves.
 #
@@ -72,6 +72,18 @@ pid_alive() {  # pid_alive PIDFILE NAME
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
     # guard against a recycled pid
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+}
+
+daemon_pid() {  # daemon_pid PIDFILE NAME: the pid of our daemon, even if its pid file is lost
+    local pid
+    if pid_alive "$1" "$2"; then cat "$1"; return 0; fi
+    # only a daemon started with our configuration file (e.g. after var/ was deleted)
+    for pid in $(pgrep -x "$2" 2>/dev/null); do
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-f $CONF"; then
+            echo "$pid"; return 0
+        fi
+    done
+    return 1
 }
 
 node_name() { hostname -s; }
@@ -194,20 +206,18 @@ EOF
     mv "$tmp" "$CONF"
     chmod 0644 "$CONF"
 
-    # Debian's binaries read /etc/slurm/slurm.conf: link it to ours, but never clobber a
-    # configuration that someone else wrote.
+    # Debian's binaries read /etc/slurm/slurm.conf: write a copy of ours there (a copy, not a
+    # link, so that client commands keep working if the state folder is deleted), but never
+    # clobber a configuration that someone else wrote.
     mkdir -p /etc/slurm
-    if [ -L "$SYSTEM_CONF" ] || [ ! -e "$SYSTEM_CONF" ]; then
-        ln -sfn "$CONF" "$SYSTEM_CONF"
-    elif grep -qF "$MARKER" "$SYSTEM_CONF"; then
-        ln -sfn "$CONF" "$SYSTEM_CONF"
-    else
+    if [ -e "$SYSTEM_CONF" ] && [ ! -L "$SYSTEM_CONF" ] && ! grep -qF "$MARKER" "$SYSTEM_CONF"; then
         local backup
         backup="$SYSTEM_CONF.opus-backup.$(date +%Y%m%d%H%M%S)"
         log "moving the existing $SYSTEM_CONF to $backup"
         mv "$SYSTEM_CONF" "$backup"
-        ln -sfn "$CONF" "$SYSTEM_CONF"
     fi
+    cp "$CONF" "$SYSTEM_CONF.tmp"
+    mv -f "$SYSTEM_CONF.tmp" "$SYSTEM_CONF"
     # No cgroup.conf is needed with linuxproc/task none; remove an empty stray one that
     # would only produce warnings.
     if [ -e /etc/slurm/cgroup.conf ] && [ ! -s /etc/slurm/cgroup.conf ]; then
@@ -262,10 +272,15 @@ do_start() {
 
     ensure_hostname
     ensure_munge
+    if [ ! -d "$SLURM_DIR/state/ctld" ] && daemon_pid "$CTLD_PID" slurmctld >/dev/null; then
+        log "$SLURM_DIR/state was deleted under the running daemons: restarting them"
+        do_stop
+    fi
     write_config
 
-    if pid_alive "$CTLD_PID" slurmctld; then
-        log "slurmctld is already running (pid $(cat "$CTLD_PID")); reconfiguring"
+    local pid
+    if pid="$(daemon_pid "$CTLD_PID" slurmctld)"; then
+        log "slurmctld is already running (pid $pid); reconfiguring"
         scontrol reconfigure >/dev/null 2>&1 || true
     else
         log "starting slurmctld"
@@ -273,8 +288,8 @@ do_start() {
     fi
     wait_until "$deadline" ctld_up || fail "slurmctld does not answer"
 
-    if pid_alive "$SLURMD_PID" slurmd; then
-        log "slurmd is already running (pid $(cat "$SLURMD_PID"))"
+    if pid="$(daemon_pid "$SLURMD_PID" slurmd)"; then
+        log "slurmd is already running (pid $pid)"
     else
         log "starting slurmd"
         slurmd -f "$CONF" || fail "slurmd failed to start"
@@ -302,8 +317,7 @@ do_start() {
 
 stop_daemon() {  # stop_daemon PIDFILE NAME
     local pid i
-    pid_alive "$1" "$2" || { log "$2 is not running"; rm -f "$1"; return 0; }
-    pid="$(cat "$1")"
+    pid="$(daemon_pid "$1" "$2")" || { log "$2 is not running"; rm -f "$1"; return 0; }
     log "stopping $2 (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 100); do
@@ -324,13 +338,14 @@ do_stop() {
 do_status() {
     local rc=0
     if pid_alive /run/munge/munged.pid munged; then echo "munged:    running"; else echo "munged:    stopped"; fi
-    if pid_alive "$CTLD_PID" slurmctld; then
-        echo "slurmctld: running (pid $(cat "$CTLD_PID"))"
+    local pid
+    if pid="$(daemon_pid "$CTLD_PID" slurmctld)"; then
+        echo "slurmctld: running (pid $pid)"
     else
         echo "slurmctld: stopped"; rc=3
     fi
-    if pid_alive "$SLURMD_PID" slurmd; then
-        echo "slurmd:    running (pid $(cat "$SLURMD_PID"))"
+    if pid="$(daemon_pid "$SLURMD_PID" slurmd)"; then
+        echo "slurmd:    running (pid $pid)"
     else
         echo "slurmd:    stopped"; rc=3
     fi

@@ -35,13 +35,18 @@ How a job is submitted
 The manager writes a fixed batch script, ``#!/bin/sh`` + ``exec "$@"``, into the job's working
 directory and runs ``sbatch --parsable [options] SCRIPT ARG1 ARG2 ...``: SLURM hands the
 arguments after the script to it as ``$1 .. $n``, so the command reaches the compute node as
-an argument vector, never as text. The job environment is written, NUL-separated, to a
-private file (mode 0600) read by ``sbatch --export=NONE --export-file=FILE``; SLURM's own
-format allows any character in a value (commas, quotes, newlines) and no shell is involved.
-The file is deleted as soon as ``sbatch`` returns (``sbatch`` reads it at submission). With
-``--export=NONE`` the job sees only the template environment and SLURM's ``SLURM_*``
-variables, so the command must be an absolute path and the template must carry ``PATH`` and
-whatever else the runner needs. Jobs are submitted with ``--no-requeue``: a UWS job runs once.
+an argument vector, never as text.
+
+The job environment is written, NUL-separated, to a private file (mode 0600) in the working
+directory and passed as ``--export-file=FILE --export=NONE,NAME1,NAME2,...``: sbatch merges
+the file into its own environment, and ``--export`` then picks the template's variables by
+name (names are checked to be identifiers; values never appear on any command line, and
+SLURM's NUL-separated format allows commas, quotes and newlines in them). This works the same
+locally and through ssh, since the file is read by sbatch on the submission host; it is
+deleted as soon as sbatch returns. Besides these variables and ``SLURM_*``, SLURM 22.05 gives
+a ``--export=NONE`` batch job the login environment of the submitting user (it sets
+``SLURM_GET_USER_ENV=1``); the template's values take precedence. The command should be an
+absolute path. Jobs are submitted with ``--no-requeue``: a UWS job runs once.
 
 Pointing OPUS at an existing cluster
 ------------------------------------
@@ -253,7 +258,10 @@ class SlurmManager(Manager):
                     raise ManagerError(f"job {template.job_id}: invalid SLURM {key} {value!r}")
                 argv.append(f"--{key}={value}")
         argv.extend(self.extra_sbatch_args)
-        argv.append("--export=NONE")
+        # --export-file puts NAME=value records into sbatch's own environment; --export then
+        # chooses which names the job receives (names only: the values never appear here).
+        names = [self._env_name(key) for key in (template.environment or {})]
+        argv.append("--export=" + ",".join(["NONE", *names]))
         if export_file is not None:
             argv.append(f"--export-file={export_file}")
         argv.append(str(script))
@@ -272,13 +280,18 @@ class SlurmManager(Manager):
         return number
 
     @staticmethod
-    def environment_file_content(environment: dict[str, str]) -> bytes:
+    def _env_name(key: object) -> str:
+        key = str(key)
+        if not _ENV_NAME.match(key):
+            raise ManagerError(f"invalid environment variable name {key!r}")
+        return key
+
+    @classmethod
+    def environment_file_content(cls, environment: dict[str, str]) -> bytes:
         """``NAME=value`` records separated by NUL, as ``sbatch --export-file`` reads them."""
         records = []
         for key, value in environment.items():
-            key, value = str(key), str(value)
-            if not _ENV_NAME.match(key):
-                raise ManagerError(f"invalid environment variable name {key!r}")
+            key, value = cls._env_name(key), str(value)
             if "\0" in value:
                 raise ManagerError(f"environment variable {key} contains a NUL character")
             records.append(f"{key}={value}".encode())

@@ -1,0 +1,235 @@
+"""Shared fixtures: real OPUS servers (gunicorn + scheduler) on SQLite and PostgreSQL.
+
+PostgreSQL tests use the server on 127.0.0.1:5432 (user postgres, trust auth), each test
+session in a database of its own. They are skipped when that server is unreachable, except
+when ``OPUS_REQUIRE_POSTGRES=1`` (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PG_ADMIN_URL = os.environ.get("OPUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+UWS_NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0",
+          "xlink": "http://www.w3.org/1999/xlink"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except Exception as error:  # any reason: no server, no driver, refused
+        return str(error)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    problem = _postgres_available()
+    if problem is not None:
+        if os.environ.get("OPUS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session; dropped at the end."""
+    import psycopg
+
+    name = f"opus_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_admin_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@dataclass
+class Server:
+    """A running ``opus serve``: its URL, data directory and process."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def rest(self, activity: str) -> str:
+        return f"{self.url}/rest/{activity}"
+
+    def create(self, activity: str, run: bool = True, **params: str) -> str:
+        """POST a job; returns the job URL (the 303 Location)."""
+        data = dict(params)
+        if run:
+            data["PHASE"] = "RUN"
+        response = self.session.post(self.rest(activity), data=data, allow_redirects=False)
+        assert response.status_code == 303, response.text
+        return response.headers["Location"]
+
+    def job(self, job_url: str, **query: str) -> etree._Element:
+        response = self.session.get(job_url, params=query)
+        assert response.status_code == 200, response.text
+        return etree.fromstring(response.content)
+
+    def phase(self, job_url: str) -> str:
+        return self.session.get(f"{job_url}/phase").text
+
+    def wait_final(self, job_url: str, timeout: float = 60.0) -> etree._Element:
+        """Follow the job with blocking WAIT requests until it leaves the active phases."""
+        deadline = time.monotonic() + timeout
+        while True:
+            document = self.job(job_url, WAIT="10")
+            phase = document.findtext("uws:phase", namespaces=UWS_NS)
+            if phase not in {"PENDING", "QUEUED", "EXECUTING"}:
+                return document
+            assert time.monotonic() < deadline, f"job still {phase} after {timeout} s"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data_dir: Path, database_url: str = "", *, scheduler: bool = True,
+                 **settings: object) -> Server:
+    """Start ``opus serve`` on a free port and wait until it answers."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ,
+           "OPUS_DATA_DIR": str(data_dir),
+           "OPUS_DATABASE_URL": database_url,
+           "OPUS_BASE_URL": f"http://127.0.0.1:{port}",
+           "OPUS_WORKERS": "2",
+           "OPUS_THREADS": "32",
+           "OPUS_SCHEDULER_INTERVAL": "1"}
+    env.update({f"OPUS_{key.upper()}": str(value) for key, value in settings.items()})
+    log_path = data_dir / "server.log"
+    command = [sys.executable, "-m", "opus.cli", "serve", "--port", str(port)]
+    if not scheduler:
+        command.append("--no-scheduler")
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=ROOT)
+    server = Server(f"http://127.0.0.1:{port}", data_dir, process, env, log_path)
+    deadline = time.monotonic() + 60
+    while True:  # readiness: the port accepts and the app answers
+        if process.poll() is not None:
+            raise RuntimeError(f"opus serve exited:\n{server.log()}")
+        try:
+            if requests.get(f"{server.url}/", timeout=2).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"opus serve did not start:\n{server.log()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_database")
+    return ""
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, database_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One shared server per backend, with default settings."""
+    srv = start_server(tmp_path_factory.mktemp(f"opus-{backend}"), database_url)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server_factory(backend: str, tmp_path: Path,
+                   request: pytest.FixtureRequest) -> Iterator:
+    """Start servers with special settings for one test; each gets its own database."""
+    started: list[Server] = []
+
+    def factory(data_dir: Path | None = None, database_url: str | None = None,
+                **settings: object) -> Server:
+        if database_url is None:
+            database_url = ""
+            if backend == "postgresql":
+                database_url = _fresh_pg_database(request)
+        srv = start_server(data_dir or tmp_path / f"srv{len(started)}", database_url,
+                           **settings)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+def _fresh_pg_database(request: pytest.FixtureRequest) -> str:
+    import psycopg
+
+    admin = request.getfixturevalue("postgres_admin_url")
+    name = f"opus_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    request.addfinalizer(drop)
+    return f"{admin.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture(scope="session")
+def uws_schema() -> etree.XMLSchema:
+    """UWS.xsd, with its xlink import resolved from ../shared/schemas (offline)."""
+    schemas = SHARED / "schemas"
+
+    class Local(etree.Resolver):
+        def resolve(self, url, pubid, context):  # type: ignore[no-untyped-def]
+            name = url.rsplit("/", 1)[-1]
+            if (schemas / name).exists():
+                return self.resolve_filename(str(schemas / name), context)
+            return None
+
+    parser = etree.XMLParser(no_network=True)
+    parser.resolvers.add(Local())
+    return etree.XMLSchema(etree.parse(str(schemas / "UWS.xsd"), parser))

@@ -116,6 +116,7 @@ class Server:
             assert time.monotonic() < deadline, f"job still {phase} after {timeout} s"
 
     def stop(self) -> None:
+        self.session.close()  # idle keep-alive connections would delay a graceful stop
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -98,7 +98,7 @@ class Runner:
             except OSError as error:
                 print(f"opus-runner: report failed ({error}); attempt {attempt + 1}",
                       file=sys.stderr)
-            time.sleep(0.5 * 2 ** attempt)
+            time.sleep(0.25 * 2 ** attempt)
 
     # -- running -----------------------------------------------------------------------
     def environment(self) -> dict[str, str]:

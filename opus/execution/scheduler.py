@@ -117,6 +117,8 @@ class Scheduler:
 
     def run_forever(self, stop: threading.Event) -> None:
         self.services.events.subscribe(self._on_event)
+        threading.Thread(target=lambda: (stop.wait(), self.wake()), daemon=True,
+                         name="scheduler-stop").start()
         self.pass_all()  # start-up: reconcile everything the last scheduler left
         while not stop.is_set():
             woke = self._wake.wait(self.settings.scheduler_interval)

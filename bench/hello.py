@@ -1,0 +1,79 @@
+"""The baseline of bench/uws.py: a bottle "hello world" served exactly like OPUS.
+
+    .venv/bin/python bench/hello.py --port 8100 [--workers 2] [--threads 256]
+
+It runs gunicorn in this process with the options ``opus serve`` uses (opus/cli.py,
+``_Gunicorn``: gthread workers, same threads, keep-alive, timeouts, no access log), so the
+difference between the two servers is the OPUS application itself: parameter parsing,
+validation, the database transaction and the event announcement.
+
+Routes:
+  GET  /hello              -> 200 "hello world"
+  POST /rest/<activity>    -> reads the form like a job creation, then 303 to a job URL
+                              (the baseline of "job creations/s")
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any
+
+import bottle
+
+app = bottle.Bottle()
+_counter = itertools.count()
+
+
+@app.get("/")
+@app.get("/hello")
+def hello() -> str:
+    bottle.response.content_type = "text/plain; charset=UTF-8"
+    return "hello world\n"
+
+
+@app.post("/rest/<activity>")
+def create(activity: str) -> bottle.HTTPResponse:
+    form = bottle.request.forms.decode()  # parse the body, as OPUS does
+    _ = list(form.allitems())
+    parts = bottle.request.urlparts
+    location = f"{parts.scheme}://{parts.netloc}/rest/{activity}/{next(_counter):032x}"
+    return bottle.HTTPResponse(status=303, headers={"Location": location})
+
+
+def main() -> None:
+    from gunicorn.app.base import BaseApplication
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=256)
+    args = parser.parse_args()
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            # Mirror of opus/cli.py _Gunicorn.load_config.
+            options = {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "worker_class": "gthread",
+                "threads": args.threads,
+                "timeout": 120,
+                "graceful_timeout": 5,
+                "keepalive": 5,
+                "accesslog": None,
+                "loglevel": "info",
+                "control_socket_disable": True,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Application().run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The job store on SQLite and PostgreSQL: migrations, compare-and-set, lists, indexes,
+and change events between hubs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from opus.db import make_engine, upgrade
+from opus.uws.events import make_events
+from opus.uws.models import Job, JobResult, Phase, utcnow
+from opus.uws.store import JobStore
+from opus.uws.tables import jobs
+
+
+@pytest.fixture
+def engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+    if backend == "postgresql":
+        from conftest import _fresh_pg_database
+
+        url = _fresh_pg_database(request)
+    else:
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: sa.Engine, tmp_path: Path) -> Iterator[JobStore]:
+    events = make_events(engine, tmp_path / "run")
+    yield JobStore(engine, events)
+    events.close()
+
+
+def make_job(job_id: str, phase: str = Phase.PENDING, activity: str = "echo",
+             created: dt.datetime | None = None) -> Job:
+    return Job(job_id=job_id, activity=activity, phase=phase,
+               creation_time=created or utcnow(), execution_duration=60,
+               parameters={"text": "hé"}, destruction=utcnow() + dt.timedelta(days=1))
+
+
+def test_upgrade_is_idempotent(engine: sa.Engine) -> None:
+    upgrade(engine)
+    assert {"jobs", "results", "cleanups", "alembic_version"} <= set(
+        sa.inspect(engine).get_table_names())
+
+
+def test_insert_and_get_round_trip(store: JobStore) -> None:
+    job = make_job("a1")
+    store.insert(job)
+    assert store.get("a1") == job
+    assert store.get("nope") is None
+
+
+def test_update_is_compare_and_set(store: JobStore) -> None:
+    store.insert(make_job("a1"))
+    assert store.update("a1", expected_phases={Phase.PENDING}, phase=Phase.QUEUED)
+    # A second writer who still believes the job is PENDING changes nothing.
+    assert not store.update("a1", expected_phases={Phase.PENDING}, phase=Phase.ABORTED)
+    assert store.get("a1").phase == Phase.QUEUED
+
+
+def test_finish_records_results_once(store: JobStore) -> None:
+    store.insert(make_job("a1", Phase.EXECUTING))
+    results = [JobResult("output", "work/output.txt", 6, "text/plain", "ab" * 32)]
+    assert store.finish("a1", phase=Phase.COMPLETED, expected_phases={Phase.EXECUTING},
+                        job_results=results, end_time=utcnow())
+    assert not store.finish("a1", phase=Phase.ERROR, expected_phases={Phase.EXECUTING})
+    job = store.get("a1")
+    assert job.phase == Phase.COMPLETED
+    assert job.results == tuple(results)
+
+
+def test_delete_leaves_a_cleanup_for_the_scheduler(store: JobStore) -> None:
+    store.insert(make_job("a1"))
+    store.update("a1", cluster_state="submitted", manager="local", native_id="123:4")
+    assert store.delete("a1")
+    assert store.get("a1") is None
+    (cleanup,) = store.pending_cleanups()
+    assert (cleanup.job_id, cleanup.native_id, cleanup.remove_files) == ("a1", "123:4", True)
+    assert not store.delete("a1")
+
+
+def test_list_filters_and_order(store: JobStore) -> None:
+    base = dt.datetime(2026, 1, 1)
+    phases = [Phase.PENDING, Phase.COMPLETED, Phase.ERROR, Phase.ARCHIVED, Phase.COMPLETED]
+    for i, phase in enumerate(phases):
+        store.insert(make_job(f"j{i}", phase, created=base + dt.timedelta(minutes=i)))
+    store.insert(make_job("other", activity="sleep"))
+    assert [r.job_id for r in store.list("echo")] == ["j4", "j2", "j1", "j0"]
+    assert [r.job_id for r in store.list("echo", phases=[Phase.ARCHIVED])] == ["j3"]
+    assert [r.job_id for r in store.list("echo", phases=[Phase.COMPLETED, Phase.ERROR])] == [
+        "j4", "j2", "j1"]
+    after = base + dt.timedelta(minutes=1)
+    assert [r.job_id for r in store.list("echo", after=after, last=1)] == ["j4"]
+
+
+def _bulk_insert(engine: sa.Engine, count: int) -> None:
+    start = dt.datetime(2025, 1, 1)
+    rows = [
+        {"job_id": f"bulk{i}", "activity": "echo" if i % 3 else "sleep",
+         "phase": [Phase.COMPLETED, Phase.ERROR, Phase.ABORTED][i % 3],
+         "creation_time": start + dt.timedelta(seconds=i), "execution_duration": 60,
+         "parameters": json.dumps({"text": "x"})}
+        for i in range(count)
+    ]
+    with engine.begin() as connection:
+        connection.execute(jobs.insert(), rows)
+
+
+def _plan(engine: sa.Engine, store: JobStore, **filters: object) -> str:
+    """The query plan of the job-list query the store really runs."""
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        captured.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        store.list("echo", **filters)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = captured[-1]
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return "\n".join(str(row[-1]) for row in rows)
+        connection.exec_driver_sql("ANALYZE jobs")
+        rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        return "\n".join(row[0] for row in rows)
+
+
+@pytest.mark.parametrize("filters", [{"last": 20}, {"last": 20, "phases": [Phase.ERROR]}])
+def test_list_queries_walk_an_index_not_the_table(engine: sa.Engine, store: JobStore,
+                                                   filters: dict) -> None:
+    """A LAST=20 list reads 20 index entries, however many jobs are stored: no full scan,
+    no sort of all matching rows."""
+    _bulk_insert(engine, 20000)
+    plan = _plan(engine, store, **filters)
+    if engine.dialect.name == "sqlite":
+        assert "USING INDEX ix_jobs_activity" in plan or "USING COVERING INDEX" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "Index" in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_change_wakes_a_watcher_of_another_hub(engine: sa.Engine, tmp_path: Path) -> None:
+    """Two hubs stand for two processes: a change written through one wakes the other."""
+    writer_events = make_events(engine, tmp_path / "run")
+    watcher_events = make_events(engine, tmp_path / "run")
+    writer_events.start()
+    try:
+        store = JobStore(engine, writer_events)
+        store.insert(make_job("w1"))
+        with watcher_events.watch("w1") as changed:
+            assert not changed.is_set()
+            threading.Thread(target=store.update, args=("w1",),
+                             kwargs={"phase": Phase.QUEUED}).start()
+            assert changed.wait(10), "the watcher was not woken"
+    finally:
+        writer_events.close()
+        watcher_events.close()

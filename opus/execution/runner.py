@@ -25,11 +25,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from opus.provenance.capture import execution_context
 
 #: Seconds between SIGTERM and SIGKILL when stopping an activity.
 KILL_GRACE = 3.0
@@ -179,6 +182,15 @@ class Runner:
             if pidfd is not None:
                 os.close(pidfd)
 
+    @staticmethod
+    def script_sha256(command: list[str]) -> str | None:
+        """sha256 of the activity's program: the script an interpreter runs, else the
+        executable itself."""
+        name = Path(command[0]).name
+        interpreted = name.startswith("python") or name in {"bash", "sh"}
+        path = Path(command[1] if interpreted and len(command) > 1 else command[0])
+        return sha256_of(path) if path.is_file() else None
+
     def collect_results(self) -> list[dict[str, Any]]:
         """Declared outputs that exist (inside the work dir), then stdout and stderr."""
         found = []
@@ -211,6 +223,12 @@ class Runner:
         outcome: dict[str, Any] = {"job_id": self.spec["job_id"], "start_time": start,
                                    "host": socket.gethostname(), "platform": platform.platform(),
                                    "command": command}
+        context: dict[str, Any] = {}
+        cache = self.spec.get("context_cache")
+        capture = threading.Thread(  # runs while the activity does
+            target=lambda: context.update(execution_context(Path(cache) if cache else None)),
+            daemon=True)
+        capture.start()
         with open(self.job_dir / "stdout.txt", "wb") as out, \
                 open(self.job_dir / "stderr.txt", "wb") as err:
             try:
@@ -246,6 +264,14 @@ class Runner:
             outcome.update(phase="ERROR", error_summary=f"activity {reason}"
                            + (f": {tail}" if tail else ""))
         outcome["results"] = self.collect_results()
+        capture.join(30)
+        outcome["context"] = context
+        outcome["script_sha256"] = self.script_sha256(command)
+        for key in ("description_sha256", "activity_version"):
+            outcome[key] = self.spec.get(key)
+        bundle = self.work_dir / "provenance.json"
+        if bundle.is_file() and bundle.stat().st_size < 5_000_000:
+            outcome["bundle"] = bundle.read_text(errors="replace")
         temporary = self.job_dir / "outcome.json.tmp"
         temporary.write_text(json.dumps(outcome, indent=1))
         os.replace(temporary, self.job_dir / "outcome.json")

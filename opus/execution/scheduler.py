@@ -18,6 +18,7 @@ one stopped.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -200,6 +201,8 @@ class Scheduler:
                 "generated": [{"name": e.name, "filename": e.default_filename,
                                "content_type": e.content_type} for e in activity.generated],
                 "submitted": format_datetime(utcnow()),
+                "description_sha256": description_sha256(activity),
+                "context_cache": str(self.settings.run_dir / "packages-cache.json"),
             }
             (job_dir / "job.json").write_text(json.dumps(spec, indent=1))
             template = JobTemplate(
@@ -221,9 +224,10 @@ class Scheduler:
         log.info("job %s submitted as %s", job.job_id, native_id)
 
     def _fail(self, job: Job, message: str) -> None:
-        self.store.finish(job.job_id, phase=Phase.ERROR, expected_phases=CLUSTER_ACTIVE,
-                          end_time=utcnow(), error_summary=message, error_type="fatal",
-                          cluster_state="ended")
+        """End a job in ERROR (recording its provenance like any other end)."""
+        self.services.jobs.apply_report(job.job_id, {"phase": Phase.ERROR,
+                                                     "error_summary": message})
+        self.store.update(job.job_id, announce=False, cluster_state="ended")
 
     # -- reconciliation -----------------------------------------------------------------
     def reconcile(self, job: Job) -> None:
@@ -275,10 +279,10 @@ class Scheduler:
             seconds=(job.time_limit or job.execution_duration) + self.settings.kill_grace)
         if utcnow() > limit:
             log.warning("job %s exceeded its executionDuration; stopping it", job.job_id)
-            self.store.finish(job.job_id, phase=Phase.ERROR, expected_phases=CLUSTER_ACTIVE,
-                              end_time=utcnow(), error_type="fatal",
-                              error_summary=f"executionDuration of {job.execution_duration} s "
-                                            f"exceeded; the job was stopped")
+            self.services.jobs.apply_report(job.job_id, {
+                "phase": Phase.ERROR,
+                "error_summary": f"executionDuration of {job.execution_duration} s "
+                                 f"exceeded; the job was stopped"})
             self.manager.terminate(job.native_id or "")
 
     # -- destruction and cleanup --------------------------------------------------------
@@ -306,6 +310,16 @@ class Scheduler:
             if row.remove_files and job_dir.exists():
                 shutil.rmtree(job_dir, ignore_errors=True)
             self.store.cleanup_done(row.id)
+
+
+def description_sha256(activity: ActivityDescription) -> str | None:
+    """sha256 of the description file the job was dispatched with."""
+    if activity.source is None:
+        return None
+    try:
+        return hashlib.sha256(activity.source.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def read_outcome(job_dir: Path) -> dict[str, Any] | None:

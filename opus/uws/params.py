@@ -20,6 +20,11 @@ _ISO = re.compile(
 )
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """A client's value quoted back in a message, shortened so a huge one stays readable."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def format_datetime(value: dt.datetime | None) -> str:
     """ISO 8601 in UTC with milliseconds and 'Z' (UWS 1.1 section 2.2.1)."""
     if value is None:
@@ -34,7 +39,7 @@ def parse_datetime(name: str, text: str) -> dt.datetime:
     match = _ISO.match(text.strip())
     if not match:
         raise ParameterError(name, f"must be an ISO 8601 date and time, e.g. "
-                                   f"2026-01-31T12:00:00Z (got {text!r})")
+                                   f"2026-01-31T12:00:00Z (got {shown(text)})")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
         value = dt.datetime(
@@ -46,8 +51,16 @@ def parse_datetime(name: str, text: str) -> dt.datetime:
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
-        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        value -= sign * offset
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            raise ParameterError(name, f"not a valid time zone offset {zone!r} "
+                                       f"(got {shown(text)})")
+        try:
+            # An offset can push 0001-01-01 or 9999-12-31 out of the representable range.
+            value -= sign * dt.timedelta(hours=hours, minutes=minutes)
+        except OverflowError:
+            raise ParameterError(name, f"out of the supported range of dates "
+                                       f"(got {shown(text)})") from None
     return value
 
 
@@ -58,19 +71,33 @@ def parse_phases(values: Iterable[str]) -> list[str]:
         phase = value.strip().upper()
         if phase not in Phase.ALL:
             raise ParameterError("PHASE", f"must be one of {', '.join(sorted(Phase.ALL))} "
-                                          f"(got {value!r})")
+                                          f"(got {shown(value)})")
         phases.append(phase)
     return phases
 
 
-def parse_int(name: str, text: str, *, minimum: int | None = None) -> int:
+#: Largest integer a client may send where the value reaches an SQL INTEGER column.
+INT_MAX = 2**31 - 1
+
+
+def parse_int(name: str, text: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
     try:
         value = int(text.strip())
-    except ValueError:
-        raise ParameterError(name, f"must be an integer (got {text!r})") from None
+    except ValueError:  # also digit strings beyond int()'s limit
+        raise ParameterError(name, f"must be an integer (got {shown(text)})") from None
     if minimum is not None and value < minimum:
         raise ParameterError(name, f"must be at least {minimum} (got {value})")
+    if maximum is not None and value > maximum:
+        raise ParameterError(name, f"must be at most {maximum} (got {value})")
     return value
+
+
+def parse_last(text: str) -> int:
+    """LAST of the job list: an integer greater than 0 (UWS 1.1 section 2.2.2.1). A value
+    beyond any possible number of jobs means all of them (it would overflow SQL LIMIT)."""
+    value = parse_int("LAST", text, minimum=1)
+    return min(value, INT_MAX)
 
 
 def parse_wait(text: str, cap: float) -> float:
@@ -78,7 +105,8 @@ def parse_wait(text: str, cap: float) -> float:
     try:
         value = float(text.strip())
     except ValueError:
-        raise ParameterError("WAIT", f"must be an integer number of seconds (got {text!r})") from None
+        raise ParameterError("WAIT", f"must be an integer number of seconds "
+                                     f"(got {shown(text)})") from None
     if math.isnan(value) or (value < 0 and value != -1):
-        raise ParameterError("WAIT", f"must be -1 or a number of seconds >= 0 (got {text!r})")
+        raise ParameterError("WAIT", f"must be -1 or a number of seconds >= 0 (got {shown(text)})")
     return cap if value < 0 else min(value, cap)

@@ -70,14 +70,23 @@ def see_other(location: str) -> HTTPResponse:
     return HTTPResponse(status=303, headers={"Location": location})
 
 
-def submitted_parameters() -> list[tuple[str, str]]:
-    """Query and form parameters as (name, value) pairs, decoded as UTF-8."""
+def query_parameters() -> list[tuple[str, str]]:
+    """Query parameters as (name, value) pairs, decoded as UTF-8."""
     try:
-        items = list(request.query.decode().allitems())
-        if request.method in {"POST", "PUT"}:
-            items += list(request.forms.decode().allitems())
+        return list(request.query.decode().allitems())
     except (UnicodeError, ValueError) as error:
         raise ClientError(f"the request parameters could not be decoded: {error}") from None
+
+
+def submitted_parameters() -> list[tuple[str, str]]:
+    """Query and form parameters as (name, value) pairs, decoded as UTF-8."""
+    items = query_parameters()
+    if request.method in {"POST", "PUT"}:
+        try:
+            items += list(request.forms.decode().allitems())
+        except (UnicodeError, ValueError) as error:
+            raise ClientError(f"the request parameters could not be decoded: "
+                              f"{error}") from None
     return items
 
 
@@ -117,12 +126,12 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.get("/rest/<activity>")
     def list_jobs(activity: str) -> HTTPResponse:
-        items = list(request.query.decode().allitems())
+        items = query_parameters()
         phases = params.parse_phases([v for k, v in items if k.upper() == "PHASE"])
         after_text = single("AFTER", items)
         last_text = single("LAST", items)
         after = params.parse_datetime("AFTER", after_text) if after_text is not None else None
-        last = params.parse_int("LAST", last_text, minimum=1) if last_text is not None else None
+        last = params.parse_last(last_text) if last_text is not None else None
         refs = service.list(identity(), activity, phases=phases, after=after, last=last)
         base = jobs_url(activity)
         return xml_response(xml.job_list(refs, lambda job_id: f"{base}/{job_id}"))
@@ -134,7 +143,7 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.get("/rest/<activity>/<job_id>")
     def get_job(activity: str, job_id: str) -> HTTPResponse:
-        items = list(request.query.allitems())
+        items = query_parameters()
         wait = single("WAIT", items)
         if wait is None:
             return job_document(service.get(identity(), activity, job_id))
@@ -228,7 +237,10 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.put("/rest/<activity>/<job_id>/parameters/<name>")
     def put_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:
-        value = request.body.read().decode("utf-8", errors="strict")
+        try:
+            value = request.body.read().decode("utf-8", errors="strict")
+        except UnicodeError as error:
+            raise ParameterError(name, f"the value is not UTF-8 text: {error}") from None
         service.update_parameters(identity(), activity, job_id, [(name, value)])
         return see_other(job_url(activity, job_id))
 

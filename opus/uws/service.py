@@ -11,10 +11,13 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import sqlalchemy as sa
 
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
@@ -22,6 +25,7 @@ from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
 from opus.errors import ClientError, NotFoundError, ParameterError, PhaseError
+from opus.provenance.record import record_run
 from opus.uws import params
 from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
 from opus.uws.store import JobStore
@@ -31,6 +35,10 @@ log = logging.getLogger("opus.uws")
 #: UWS job-control parameters that may accompany a creation POST (UWS 1.1 section 2.2.3.1);
 #: compared case-insensitively like every parameter name (DALI 1.1 section 3.1).
 CONTROL_PARAMETERS = {"phase", "runid", "executionduration", "destruction", "action"}
+#: Longest parameter name considered; longer ones cannot be any activity's.
+MAX_NAME_LENGTH = 256
+#: Characters outside XML 1.0's Char production (XML 1.0 section 2.2).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def hash_secret(secret: str) -> str:
@@ -137,7 +145,7 @@ class JobService:
         if "phase" in control:
             if control["phase"].strip().upper() != "RUN":
                 raise ParameterError("PHASE", f"only RUN may be given at creation "
-                                              f"(got {control['phase']!r})")
+                                              f"(got {params.shown(control['phase'])})")
             run = True
         if "action" in control:
             raise ParameterError("ACTION", "not allowed at job creation")
@@ -145,9 +153,7 @@ class JobService:
         now = utcnow()
         execution_duration = self._execution_duration(activity, control.get("executionduration"))
         destruction = self._destruction(now, control.get("destruction"))
-        run_id = control.get("runid")
-        if run_id is not None and len(run_id) > 255:
-            raise ParameterError("RUNID", "must be at most 255 characters")
+        run_id = _run_id(control)
         job = Job(
             job_id=uuid.uuid4().hex,
             activity=activity.name,
@@ -166,7 +172,8 @@ class JobService:
         if text is None:
             value = activity.execution_duration or self.settings.default_execution_duration
         else:
-            value = params.parse_int("EXECUTIONDURATION", text, minimum=0)
+            value = params.parse_int("EXECUTIONDURATION", text, minimum=0,
+                                     maximum=params.INT_MAX)
         limit = self.settings.max_execution_duration
         # UWS 1.1 section 2.1.4: 0 means unlimited; the server may override a request.
         if limit and (value == 0 or value > limit):
@@ -213,7 +220,7 @@ class JobService:
             return self.run(identity, activity, job_id)
         if action == "ABORT":
             return self.abort(identity, activity, job_id)
-        raise ParameterError("PHASE", f"must be RUN or ABORT (got {action!r})")
+        raise ParameterError("PHASE", f"must be RUN or ABORT (got {params.shown(action)})")
 
     def set_execution_duration(self, identity: Identity, activity: str, job_id: str,
                                text: str) -> Job:
@@ -244,11 +251,17 @@ class JobService:
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
         control, activity_params = split_control(submitted)
+        if "action" in control:
+            # ACTION=DELETE is a request to the job itself (UWS 1.1 section 2.2.3.2),
+            # handled before this; anywhere else it is a mistake, not a parameter.
+            raise ParameterError("ACTION", "only DELETE, POSTed to the job itself")
+        # PHASE=RUN / ABORT along with the parameters (UWS 1.1 section 2.1.11 allows the
+        # job control parameters there): checked before anything changes, applied last.
+        action = control.pop("phase", None)
+        if action is not None and action.strip().upper() not in {"RUN", "ABORT"}:
+            raise ParameterError("PHASE", f"must be RUN or ABORT (got {params.shown(action)})")
         description = self.registry.get(activity)
         changes = validate_parameters(description, activity_params, partial=True)
-        if job.phase != Phase.PENDING and (changes or control):
-            raise PhaseError(f"job {job_id} is {job.phase}; parameters can only change "
-                             f"while PENDING")
         values: dict[str, Any] = {}
         if changes:
             values["parameters"] = {**job.parameters, **changes}
@@ -258,11 +271,15 @@ class JobService:
         if "destruction" in control:
             values["destruction"] = self._destruction(utcnow(), control["destruction"])
         if "runid" in control:
-            values["run_id"] = control["runid"]
-        if values and not self.store.update(job_id, expected_phases={Phase.PENDING}, **values):
-            raise PhaseError(f"job {job_id} left PENDING; parameters not changed")
-        if control.get("phase", "").strip().upper() == "RUN":
-            self.run(identity, activity, job_id)
+            values["run_id"] = _run_id(control)
+        if values:
+            if job.phase != Phase.PENDING:
+                raise PhaseError(f"job {job_id} is {job.phase}; parameters can only change "
+                                 f"while PENDING")
+            if not self.store.update(job_id, expected_phases={Phase.PENDING}, **values):
+                raise PhaseError(f"job {job_id} left PENDING; parameters not changed")
+        if action is not None:
+            self.phase_action(identity, activity, job_id, action)
         return job
 
     def delete(self, identity: Identity, activity: str, job_id: str) -> None:
@@ -310,6 +327,9 @@ class JobService:
                                      phase=Phase.EXECUTING, start_time=start)
         if phase not in {Phase.COMPLETED, Phase.ERROR, Phase.ABORTED}:
             raise ClientError(f"phase: unexpected value {phase!r} in report")
+        job = self.store.get(job_id, with_results=False)
+        if job is None:
+            return False
         job_results = [
             JobResult(
                 result_id=str(item["id"]),
@@ -320,15 +340,27 @@ class JobService:
             )
             for item in report.get("results", ())
         ]
-        values: dict[str, Any] = {"end_time": _report_time(report.get("end_time"))}
-        if report.get("start_time"):
-            values["start_time"] = _report_time(report["start_time"])
+        end_time = _report_time(report.get("end_time"))
+        start_time = (_report_time(report["start_time"]) if report.get("start_time")
+                      else job.start_time)
+        values: dict[str, Any] = {"end_time": end_time, "start_time": start_time}
         if phase != Phase.COMPLETED:
             values["error_summary"] = str(report.get("error_summary") or phase)[:4000]
             values["error_type"] = report.get("error_type") or "fatal"
+        try:
+            description: ActivityDescription | None = self.registry.get(job.activity)
+        except NotFoundError:
+            description = None
+        result_url = f"{self.settings.base_url}/rest/{job.activity}/{job.job_id}/results"
+
+        def provenance(connection: sa.Connection) -> None:
+            record_run(connection, job=job, phase=phase, end_time=end_time,
+                       start_time=start_time, job_results=job_results,
+                       result_url=result_url, activity=description, outcome=report)
+
         return self.store.finish(job_id, phase=phase,
                                  expected_phases=Phase.RUNNING | {Phase.UNKNOWN},
-                                 job_results=job_results, **values)
+                                 job_results=job_results, also=provenance, **values)
 
 
 def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
@@ -338,6 +370,10 @@ def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str],
     activity: dict[str, str] = {}
     seen: set[str] = set()
     for name, value in submitted:
+        if len(name) > MAX_NAME_LENGTH:
+            raise ParameterError(params.shown(name), f"unknown parameter (a name of "
+                                                     f"{len(name)} characters)")
+        _check_text(name, value)
         key = name.lower()
         if key in seen:
             raise ParameterError(name, "given more than once")
@@ -347,6 +383,24 @@ def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str],
         else:
             activity[name] = value
     return control, activity
+
+
+def _check_text(name: str, value: str) -> None:
+    """Every value reappears in the UWS XML documents (UWS 1.1 section 2.2.2.4: a value
+    that cannot be represented legally within XML would have to be passed by reference),
+    so characters XML 1.0 does not allow are refused here, not met as a 500 later."""
+    match = _NOT_XML.search(value)
+    if match is not None:
+        raise ParameterError(name, f"contains the character U+{ord(match.group()):04X}, "
+                                   f"which XML documents cannot carry")
+
+
+def _run_id(control: dict[str, str]) -> str | None:
+    """RUNID as given (UWS 1.1 section 2.1.9: no processing), within the stored length."""
+    run_id = control.get("runid")
+    if run_id is not None and len(run_id) > 255:
+        raise ParameterError("RUNID", "must be at most 255 characters")
+    return run_id
 
 
 def _report_time(value: Any) -> dt.datetime:

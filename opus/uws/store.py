@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from opus.provenance.record import invalidate_job_entities
 from opus.uws.events import JobEvents, Message
 from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
 from opus.uws.tables import cleanups, jobs, results
@@ -163,9 +164,11 @@ class JobStore:
         phase: str,
         expected_phases: Iterable[str],
         job_results: Sequence[JobResult] = (),
+        also: Callable[[sa.Connection], None] | None = None,
         **values: Any,
     ) -> bool:
-        """Move a job to a final phase and record its results, in one transaction."""
+        """Move a job to a final phase and record its results, in one transaction;
+        ``also`` writes more in the same transaction (the run's provenance)."""
         query = (
             jobs.update()
             .where(jobs.c.job_id == job_id, jobs.c.phase.in_(sorted(set(expected_phases))))
@@ -187,6 +190,8 @@ class JobStore:
                         for i, r in enumerate(job_results)
                     ],
                 )
+            if also is not None:
+                also(connection)
         return True
 
     def archive(self, job_id: str) -> bool:
@@ -200,6 +205,7 @@ class JobStore:
             connection.execute(cleanups.insert().values(
                 job_id=job_id, manager=None, native_id=None, remove_files=True,
                 created=utcnow()))
+            invalidate_job_entities(connection, job_id, utcnow())
             if not updated:
                 messages.clear()
         return updated
@@ -217,6 +223,7 @@ class JobStore:
                 return False
             connection.execute(results.delete().where(results.c.job_id == job_id))
             connection.execute(jobs.delete().where(jobs.c.job_id == job_id))
+            invalidate_job_entities(connection, job_id, utcnow())
             live = row.cluster_state == "submitted"
             connection.execute(cleanups.insert().values(
                 job_id=job_id, manager=row.manager if live else None,

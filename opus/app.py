@@ -15,6 +15,7 @@ from opus.uws import routes
 from opus.uws.events import JobEvents, make_events
 from opus.uws.service import JobService
 from opus.uws.store import JobStore
+from opus.web import routes as web_routes
 
 log = logging.getLogger("opus")
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.install(routes.error_plugin(settings.max_body))
     routes.install(app, services.jobs)
     provenance_routes.install(app, services)
+    web_routes.install(app, services.registry, services.jobs)
 
     @app.get("/")
     def index() -> dict[str, object]:

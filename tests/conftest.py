@@ -8,6 +8,7 @@ when ``OPUS_REQUIRE_POSTGRES=1`` (CI), where they fail instead.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,7 +158,7 @@ def start_server(data_dir: Path, database_url: str = "", *, scheduler: bool = Tr
         try:
             if requests.get(f"{server.url}/", timeout=2).status_code == 200:
                 return server
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow
             pass
         if time.monotonic() > deadline:
             server.stop()
@@ -217,6 +218,31 @@ def _fresh_pg_database(request: pytest.FixtureRequest) -> str:
 
     request.addfinalizer(drop)
     return f"{admin.rsplit('/', 1)[0]}/{name}"
+
+
+def slurm_problem() -> str | None:
+    """Why the SLURM cluster cannot be used (None: sbatch is there and slurmctld answers)."""
+    if shutil.which("sbatch") is None:
+        return "sbatch is not on PATH (run scripts/slurm_cluster.sh install && start)"
+    try:
+        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol ping failed: {exc}"
+    if proc.returncode != 0 or "UP" not in proc.stdout:
+        return f"slurmctld does not answer: {proc.stdout.strip()} {proc.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_available() -> bool:
+    """A working SLURM cluster (scripts/slurm_cluster.sh start): skip without one, or fail
+    when OPUS_REQUIRE_SLURM=1 (CI)."""
+    problem = slurm_problem()
+    if problem:
+        if os.environ.get("OPUS_REQUIRE_SLURM") == "1":
+            pytest.fail(f"OPUS_REQUIRE_SLURM=1 but {problem}", pytrace=False)
+        pytest.skip(problem)
+    return True
 
 
 @pytest.fixture(scope="session")

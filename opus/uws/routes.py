@@ -49,11 +49,38 @@ def error_plugin(max_body: int) -> Callable[[Callable[..., Any]], Callable[..., 
                 request.environ["opus.identity"] = resolve_identity(request.headers)
                 return callback(*args, **kwargs)
             except ClientError as error:
+                if error.status != 413:
+                    discard_unread_body()
                 return text_response(error.message + "\n", error.status)
+            except bottle.HTTPError as error:
+                # bottle's own refusals while parsing the body (a broken multipart body,
+                # an url-encoded one beyond BaseRequest.MEMFILE_MAX).
+                if 400 <= error.status_code < 500:
+                    discard_unread_body()
+                if error.status_code == 413:
+                    return text_response(
+                        f"request body of {request.content_length} bytes is too large for "
+                        f"form parameters (at most {request.MEMFILE_MAX} bytes)\n", 413)
+                raise
 
         return wrapper
 
     return decorator
+
+
+def discard_unread_body() -> None:
+    """Read the body a refused request did not use (bounded by the body limit checked
+    first), so that the client, still sending it, receives the error: answering and
+    closing mid-upload makes it see a reset connection instead of the 4xx."""
+    if "bottle.request.body" in request.environ:
+        return  # bottle read it already
+    stream = request.environ.get("wsgi.input")
+    remaining = request.content_length
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            break
+        remaining -= len(chunk)
 
 
 def identity() -> Identity:
@@ -233,7 +260,7 @@ def install(app: bottle.Bottle, service: JobService) -> None:
         for key, value in job.parameters.items():
             if key.lower() == name.lower():
                 return text_response(value)
-        raise NotFoundError(f"job {job_id} has no parameter {name!r}")
+        raise NotFoundError(f"job {job_id} has no parameter {params.shown(name)}")
 
     @app.put("/rest/<activity>/<job_id>/parameters/<name>")
     def put_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
@@ -72,9 +73,10 @@ class JobService:
             *, with_results: bool = True) -> Job:
         """The job, if it exists under this activity and ``identity`` may see it."""
         self.registry.get(activity)
-        job = self.store.get(job_id, with_results=with_results)
+        job = self.store.get(job_id, with_results=with_results) \
+            if plausible_job_id(job_id) else None
         if job is None or job.activity != activity:
-            raise NotFoundError(f"no job {job_id!r} in {activity}")
+            raise NotFoundError(f"no job {params.shown(job_id)} in {activity}")
         self.policy.check_read(identity, job)
         return job
 
@@ -104,15 +106,22 @@ class JobService:
 
         Returns at once when the job is not in an active phase, or not in
         ``expected_phase`` when one is given. The watch is registered before the job is
-        read, so a change that lands in between still wakes us.
+        read, so a change that lands in between still wakes us. An announcement that
+        changed nothing we returned (one still in flight when we read the job, such as
+        that of its creation) does not end the wait: it goes on for the time left.
         """
+        deadline = time.monotonic() + timeout
         with self.store.events.watch(job_id) as changed:
             job = self.get(identity, activity, job_id)
             if job.phase not in Phase.ACTIVE or timeout <= 0:
                 return job
             if expected_phase is not None and job.phase != expected_phase:
                 return job
-            changed.wait(timeout)
+            while changed.wait(max(0.0, deadline - time.monotonic())):
+                changed.clear()  # before reading: a later change sets it again
+                current = self.get(identity, activity, job_id)
+                if current != job:
+                    return current
         return self.get(identity, activity, job_id)
 
     def quote(self, job: Job) -> dt.datetime | None:
@@ -288,7 +297,7 @@ class JobService:
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
         if not self.store.delete(job_id):
-            raise NotFoundError(f"no job {job_id!r} in {activity}")
+            raise NotFoundError(f"no job {params.shown(job_id)} in {activity}")
 
     def result_file(self, identity: Identity, activity: str, job_id: str,
                     result_id: str) -> tuple[JobResult, Path]:
@@ -300,7 +309,7 @@ class JobService:
                     raise NotFoundError(f"result {result_id!r} of job {job_id} is no longer "
                                         f"available")
                 return result, path
-        raise NotFoundError(f"job {job_id} has no result {result_id!r}")
+        raise NotFoundError(f"job {job_id} has no result {params.shown(result_id)}")
 
     def _inside_job_dir(self, job_id: str, relative: str) -> Path | None:
         """The real path of a job file, or None if it would leave the job directory
@@ -311,9 +320,9 @@ class JobService:
 
     # -- reports from the runner -------------------------------------------------------
     def check_secret(self, job_id: str, secret: str) -> None:
-        stored = self.store.secret_hash(job_id)
+        stored = self.store.secret_hash(job_id) if plausible_job_id(job_id) else None
         if stored is None or not hmac.compare_digest(stored, hash_secret(secret)):
-            raise NotFoundError(f"no job {job_id!r} expecting this report")
+            raise NotFoundError(f"no job {params.shown(job_id)} expecting this report")
 
     def apply_report(self, job_id: str, report: dict[str, Any]) -> bool:
         """Record what the runner reports (callback or outcome file); True if it changed
@@ -361,6 +370,12 @@ class JobService:
         return self.store.finish(job_id, phase=phase,
                                  expected_phases=Phase.RUNNING | {Phase.UNKNOWN},
                                  job_results=job_results, also=provenance, **values)
+
+
+def plausible_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` could name a stored job; anything else is not looked up (the
+    database may refuse it: PostgreSQL rejects NUL characters in a query)."""
+    return len(job_id) <= 64 and _NOT_XML.search(job_id) is None
 
 
 def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:

@@ -1,0 +1,59 @@
+"""Checks of the VO documents OPUS serves: ``stilts votlint`` and the VOTable 1.4 schema.
+
+``votlint`` comes from the Debian package ``stilts`` (scripts/system_deps.sh installs it).
+Without it the calling test is skipped, unless ``OPUS_REQUIRE_STILTS=1`` (CI), where it
+fails. votlint exits 0 even when it finds errors, so its output is read instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+
+
+def stilts() -> str:
+    """The stilts program, or skip (fail with OPUS_REQUIRE_STILTS=1) when it is missing."""
+    path = shutil.which("stilts")
+    if path is None:
+        if os.environ.get("OPUS_REQUIRE_STILTS") == "1":
+            pytest.fail("stilts required (OPUS_REQUIRE_STILTS=1) but not installed")
+        pytest.skip("stilts not installed (Debian package stilts)")
+    return path
+
+
+def votlint(document: bytes) -> list[str]:
+    """The ERROR and WARNING lines ``stilts votlint`` reports for ``document``."""
+    program = stilts()
+    with tempfile.NamedTemporaryFile(suffix=".vot.xml") as file:
+        file.write(document)
+        file.flush()
+        done = subprocess.run([program, "votlint", f"votable={file.name}"],
+                              capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"votlint failed ({done.returncode}):\n{output}"
+    return [line for line in output.splitlines()
+            if line.startswith(("ERROR", "WARNING"))]
+
+
+@functools.lru_cache(maxsize=1)
+def votable_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / "VOTable-1.4.xsd")))
+
+
+def assert_valid_votable(document: bytes) -> etree._Element:
+    """Parse ``document``, assert it is valid VOTable 1.4 and votlint-clean; return its root."""
+    root = etree.fromstring(document)
+    schema = votable_schema()
+    assert schema.validate(root), schema.error_log
+    problems = votlint(document)
+    assert problems == [], "\n".join(problems)
+    return root

@@ -138,3 +138,19 @@ def test_bad_provsap_requests_are_named(server: Server, params: dict, status: in
     response = provsap(server, **params)
     assert response.status_code == status
     assert word in response.text
+
+
+def test_a_finished_job_links_its_provenance(server: Server, echo_job: tuple[str, bytes],
+                                             uws_schema) -> None:
+    job_id, _ = echo_job
+    job_url = f"{server.rest('echo')}/{job_id}"
+    document = server.job(job_url)
+    uws_schema.assertValid(document)
+    link = document.find("uws:jobInfo/{urn:opus:uws}provenance",
+                         {"uws": "http://www.ivoa.net/xml/UWS/v1.0"})
+    href = link.get("{http://www.w3.org/1999/xlink}href")
+    from_info = server.session.get(href)
+    from_result = server.session.get(f"{job_url}/results/provenance")
+    assert from_info.status_code == from_result.status_code == 200
+    assert from_result.headers["Content-Type"] == "application/x-prov+json"
+    assert f"opus:act-{job_id}" in from_result.json()["activity"]

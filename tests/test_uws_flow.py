@@ -14,7 +14,7 @@ def test_echo_runs_and_its_result_has_the_bytes(server: Server, uws_schema) -> N
     assert document.findtext("uws:phase", namespaces=UWS_NS) == "COMPLETED"
     assert document.get("version") == "1.1"
     results = {r.get("id"): r for r in document.iterfind("uws:results/uws:result", UWS_NS)}
-    assert set(results) == {"output", "stdout", "stderr"}
+    assert set(results) == {"output", "stdout", "stderr", "provenance"}
     output = results["output"]
     assert output.get("mime-type") == "text/plain"
     href = output.get("{http://www.w3.org/1999/xlink}href")

@@ -8,6 +8,7 @@ plain-text message, in this one place.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -20,13 +21,16 @@ from bottle import HTTPResponse, request
 from opus.auth import Identity, resolve_identity
 from opus.errors import ClientError, NotFoundError, ParameterError, PayloadTooLargeError
 from opus.uws import params, xml
-from opus.uws.models import Job
+from opus.uws.models import Job, JobResult, Phase
 from opus.uws.params import format_datetime
 from opus.uws.service import JobService
 
 log = logging.getLogger("opus.http")
 
 XML = "application/xml; charset=UTF-8"
+#: Result id under which a finished job links its provenance (ProvSAP, PROV-JSON).
+PROVENANCE_RESULT = "provenance"
+PROVENANCE_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
 TEXT = "text/plain; charset=UTF-8"
 
 
@@ -146,9 +150,17 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     def job_document(job: Job) -> HTTPResponse:
         base = job_url(job.activity, job.job_id)
+        provenance = None
+        if job.phase in PROVENANCE_PHASES:
+            # The run's provenance, linked as a result and from jobInfo (it outlives the
+            # job's files).
+            provenance = f"{root_url()}/provsap?ID={job.job_id}&DIRECTION=FORTH"
+            job = dataclasses.replace(job, results=job.results + (
+                JobResult(PROVENANCE_RESULT, "", None, "application/x-prov+json"),))
         return xml_response(xml.job(
             job, quote=service.quote(job),
             result_url=lambda rid: f"{base}/results/{rid}",
+            provenance_url=provenance,
         ))
 
     @app.get("/rest/<activity>")
@@ -274,11 +286,18 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     @app.get("/rest/<activity>/<job_id>/results")
     def get_results(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id)
+        if job.phase in PROVENANCE_PHASES:
+            job = dataclasses.replace(job, results=job.results + (
+                JobResult(PROVENANCE_RESULT, "", None, "application/x-prov+json"),))
         base = job_url(activity, job_id)
         return xml_response(xml.results(job, lambda rid: f"{base}/results/{rid}"))
 
     @app.get("/rest/<activity>/<job_id>/results/<result_id>")
     def get_result(activity: str, job_id: str, result_id: str) -> HTTPResponse:
+        if result_id == PROVENANCE_RESULT:
+            job = service.get(identity(), activity, job_id, with_results=False)
+            if job.phase in PROVENANCE_PHASES:
+                return see_other(f"{root_url()}/provsap?ID={job_id}&DIRECTION=FORTH")
         result, path = service.result_file(identity(), activity, job_id, result_id)
         # bottle.static_file gives Content-Length, Range, HEAD and conditional requests.
         return bottle.static_file(path.name, root=str(path.parent),

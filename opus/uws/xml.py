@@ -17,6 +17,7 @@ from opus.uws.params import format_datetime
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
+OPUS = "urn:opus:uws"
 NSMAP = {"uws": UWS, "xlink": XLINK, "xsi": XSI}
 _NIL = f"{{{XSI}}}nil"
 _HREF = f"{{{XLINK}}}href"
@@ -80,6 +81,7 @@ def job(
     *,
     quote: dt.datetime | None,
     result_url: Callable[[str], str],
+    provenance_url: str | None = None,
 ) -> bytes:
     root = etree.Element(f"{{{UWS}}}job", nsmap=NSMAP)
     root.set("version", "1.1")
@@ -101,6 +103,12 @@ def job(
         summary.set("type", job.error_type or "fatal")
         summary.set("hasDetail", "true")
         _el(summary, "message", job.error_summary)
+    if provenance_url is not None:
+        # UWS 1.1 section 2.2.2.2: jobInfo carries what the implementation adds.
+        info = _el(root, "jobInfo")
+        link = etree.SubElement(info, f"{{{OPUS}}}provenance", nsmap={"opus": OPUS})
+        link.set(_HREF, provenance_url)
+        link.set("mime-type", "application/x-prov+json")
     return _tostring(root)
 
 

@@ -11,6 +11,8 @@ from opus.activities.registry import ActivityRegistry
 from opus.config import Settings, load_settings
 from opus.db import make_engine
 from opus.provenance import routes as provenance_routes
+from opus.provenance import search_routes as provenance_search_routes
+from opus.provenance import template_routes as provenance_template_routes
 from opus.uws import routes
 from opus.uws.events import JobEvents, make_events
 from opus.uws.service import JobService
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.install(routes.error_plugin(settings.max_body))
     routes.install(app, services.jobs)
     provenance_routes.install(app, services)
+    provenance_search_routes.install(app, services)
+    provenance_template_routes.install(app, services)
     web_routes.install(app, services.registry, services.jobs)
 
     @app.get("/")

@@ -1,4 +1,5 @@
-"""The ``opus`` command: serve, scheduler, db upgrade, activities check."""
+"""The ``opus`` command: serve, scheduler, db upgrade, activities check, provenance
+template."""
 
 from __future__ import annotations
 
@@ -125,6 +126,29 @@ def cmd_activities_check(_settings: Settings, args: argparse.Namespace) -> int:
     return check_files([Path(p) for p in args.files])
 
 
+def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int:
+    """Print an activity's PROV-Template (its .provn file, or the default one)."""
+    from opus.activities.registry import ActivityRegistry
+    from opus.provenance.template_routes import templates_dir
+    from opus.provenance.templates import TemplateSyntaxError, template_provn
+
+    registry = ActivityRegistry.load(settings.activities_dir)
+    if args.activity not in registry:
+        known = ", ".join(registry.names()) or "none"
+        print(f"opus: no activity named {args.activity!r} in {settings.activities_dir} "
+              f"(known: {known})", file=sys.stderr)
+        return 1
+    directory = args.directory or templates_dir(settings)
+    try:
+        text = template_provn(registry.get(args.activity), directory,
+                              namespace=settings.provenance_namespace)
+    except TemplateSyntaxError as error:
+        print(f"opus: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="opus", description="OPUS job server")
     commands = top.add_subparsers(dest="command", required=True)
@@ -147,6 +171,14 @@ def parser() -> argparse.ArgumentParser:
     check = activity_commands.add_parser("check", help="report problems in description files")
     check.add_argument("files", nargs="+")
     check.set_defaults(handler=cmd_activities_check)
+    provenance = commands.add_parser("provenance", help="provenance templates")
+    provenance_commands = provenance.add_subparsers(dest="provenance", required=True)
+    template = provenance_commands.add_parser(
+        "template", help="print the PROV-Template of an activity (PROV-N)")
+    template.add_argument("activity")
+    template.add_argument("--directory", type=Path,
+                          help="templates directory (default: provenance_templates/)")
+    template.set_defaults(handler=cmd_provenance_template)
     return top
 
 

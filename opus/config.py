@@ -66,6 +66,11 @@ class Settings:
     slurm_account: str = ""
     #: Python used to start the runner on the cluster (must see the opus package).
     runner_python: str = ""
+    #: Inputs given by URL, fetched by the runner: size and time limits, and whether
+    #: private, loopback and link-local addresses are refused (server-side request forgery).
+    fetch_max_bytes: int = 1024 * 1024 * 1024
+    fetch_timeout: float = 300.0
+    fetch_block_private: bool = True
     #: Namespace of provenance identifiers (prefix ``opus:`` in documents); keep it stable
     #: for the life of the archive, whatever the server's URL.
     provenance_namespace: str = "ivo://opus.local/provenance#"

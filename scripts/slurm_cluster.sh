@@ -5,7 +5,17 @@
 #   scripts/slurm_cluster.sh start     write the config, start munged, slurmctld and slurmd,
 #                                      and wait until a trivial job runs (bounded)
 #   scripts/slurm_cluster.sh stop      stop slurmd and slurmctld (munged is left running)
+#   scripts/slurm_cluster.sh restart   stop the cluster (also one another checkout started),
+#                                      then start this checkout's
 #   scripts/slurm_cluster.sh status    show what runs, sinfo and squeue
+#   scripts/slurm_cluster.sh stop-slurmd / start-slurmd
+#                                      stop / start only the node daemon of the running
+#                                      cluster (tests of a node failure)
+#
+# One cluster per machine (fixed ports). If `start` finds a working cluster that another
+# checkout of OPUS started (its own state folder and configuration), it uses that one and
+# leaves it running; if that cluster does not work or its state folder is gone, it stops it
+# and starts this checkout's.
 #
 # State, configuration, logs and pid files live in ${OPUS_SLURM_DIR:-<repo>/var/slurm}; the
 # configuration is also copied to /etc/slurm/slurm.conf, where the Debian client commands
@@ -88,6 +98,42 @@ daemon_pid() {  # daemon_pid PIDFILE NAME: the pid of our daemon, even if its pi
 
 node_name() { hostname -s; }
 
+daemon_conf() {  # daemon_conf PID: the configuration file a slurm daemon was started with
+    tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | awk 'prev == "-f" { print; exit } { prev = $0 }'
+}
+
+foreign_pids() {  # slurmctld / slurmd processes started with another configuration than ours
+    local pid
+    for pid in $(pgrep -x slurmctld 2>/dev/null) $(pgrep -x slurmd 2>/dev/null); do
+        [ "$(daemon_conf "$pid")" = "$CONF" ] || echo "$pid"
+    done
+}
+
+active_conf() {  # the configuration of the running slurmctld (ours if none runs)
+    local pid conf
+    for pid in $(pgrep -x slurmctld 2>/dev/null); do
+        conf="$(daemon_conf "$pid")"
+        [ -n "$conf" ] && { echo "$conf"; return 0; }
+    done
+    echo "$CONF"
+}
+
+conf_value() {  # conf_value FILE KEY
+    sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n1
+}
+
+stop_pids() {  # stop_pids PID...: SIGTERM, then SIGKILL after 10 s
+    local pid
+    [ "$#" -gt 0 ] || return 0
+    kill -TERM "$@" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && break; pid=""; done
+        [ -z "$pid" ] && return 0
+        sleep 0.1
+    done
+    kill -KILL "$@" 2>/dev/null || true
+}
+
 ensure_hostname() {
     local host
     host="$(node_name)"
@@ -112,14 +158,13 @@ ensure_munge() {
     install -d -m 0755 -o munge -g munge /run/munge
     install -d -m 0700 -o munge -g munge /var/log/munge
     install -d -m 0711 -o munge -g munge /var/lib/munge
-    if pid_alive /run/munge/munged.pid munged && munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+    if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then  # a working munged, whoever started it
         return 0
     fi
     log "starting munged"
     rm -f /run/munge/munged.pid
     runuser -u munge -- /usr/sbin/munged || { tail -n 20 "$MUNGE_LOG" >&2 || true; die "munged failed to start"; }
-    local i
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
         sleep 0.1
     done
@@ -177,6 +222,8 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$SLURM_DIR/log/jobcomp.txt
 
 SchedulerType=sched/backfill
+# Start a batch job as soon as it is submitted (the default batches starts every 3 s).
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without a default a job would take the whole node's memory, and run alone.
@@ -276,6 +323,25 @@ do_start() {
         log "$SLURM_DIR/state was deleted under the running daemons: restarting them"
         do_stop
     fi
+    local foreign conf
+    foreign="$(foreign_pids | tr '\n' ' ')"
+    if [ -n "${foreign// /}" ]; then
+        conf="$(active_conf)"
+        [ "$conf" != "$CONF" ] || conf="$(daemon_conf "${foreign%% *}")"
+        if ! opus_managed "$conf"; then
+            die "slurm daemons (pids $foreign) run with ${conf:-the default configuration}," \
+                "which this script did not write: stop them first"
+        fi
+        if foreign_cluster_usable "$conf" && self_test "$deadline"; then
+            log "using the running cluster of $conf (started by another checkout;" \
+                "'$0 restart' takes it over) ($(( $(date +%s) - t0 )) s)"
+            return 0
+        fi
+        log "stopping the cluster started with ${conf:-another configuration}" \
+            "(pids $foreign): it does not work here or its state folder is gone"
+        # shellcheck disable=SC2086
+        stop_pids $foreign
+    fi
     write_config
 
     local pid
@@ -295,32 +361,59 @@ do_start() {
         slurmd -f "$CONF" || fail "slurmd failed to start"
     fi
     wait_until "$deadline" node_ready || fail "node $(node_name) is not idle: '$(node_state)'"
+    self_test "$deadline" || fail "the cluster does not run jobs"
+    log "cluster is up ($(( $(date +%s) - t0 )) s): node $(node_name), $(nproc) CPUs, config $CONF"
+}
 
-    # A trivial batch job must really run. (sbatch --wait polls at 2, 4, 8, 10 s: poll here.)
-    local out jobid state
+opus_managed() {  # opus_managed CONF: written by this script (here or in another checkout)
+    local conf="$1"
+    [ -n "$conf" ] && [ "$conf" != "$SYSTEM_CONF" ] || return 1
+    [ -e "$conf" ] || return 0  # that checkout's state folder was deleted
+    grep -qF "$MARKER" "$conf"
+}
+
+foreign_cluster_usable() {  # foreign_cluster_usable CONF: another checkout's cluster works
+    local conf="$1" state
+    [ -n "$conf" ] && [ -f "$conf" ] && grep -qF "$MARKER" "$conf" || return 1
+    state="$(conf_value "$conf" StateSaveLocation)"
+    [ -n "$state" ] && [ -d "$state" ] || return 1
+    # the client commands read /etc/slurm/slurm.conf: it must be that cluster's
+    cmp -s "$conf" "$SYSTEM_CONF" || return 1
+    # both daemons run with it
+    pgrep -x slurmctld >/dev/null && pgrep -x slurmd >/dev/null || return 1
+    ctld_up || return 1
+    wait_until $(( $(date +%s) + 10 )) node_ready
+}
+
+self_test() {  # self_test DEADLINE: a trivial batch job and an srun must really run
+    local deadline="$1" out jobid state=""
+    # (sbatch --wait polls at 2, 4, 8, 10 s: poll here instead.)
     if ! out="$(cd /tmp && sbatch --parsable --job-name=opus-selftest --time=1 \
             --output=/dev/null --export=NONE --wrap=true 2>&1)"; then
-        fail "sbatch failed: $out"
+        log "sbatch failed: $out"; log_tails; return 1
     fi
     jobid="${out%%;*}"
     job_done() {
         state="$(scontrol show job -o "$jobid" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')"
         case "$state" in PENDING|CONFIGURING|RUNNING|COMPLETING|"") return 1 ;; esac
     }
-    wait_until "$deadline" job_done || fail "trivial batch job $jobid did not finish (state '$state')"
-    [ "$state" = COMPLETED ] || fail "trivial batch job $jobid ended as $state"
-    if ! out="$(cd /tmp && timeout 20 srun --job-name=opus-selftest --time=1 true 2>&1)"; then
-        fail "srun true failed: $out"
+    if ! wait_until "$deadline" job_done; then
+        log "trivial batch job $jobid did not finish (state '$state')"
+        scancel "$jobid" 2>/dev/null || true
+        log_tails; return 1
     fi
-    log "cluster is up ($(( $(date +%s) - t0 )) s): node $(node_name), $(nproc) CPUs, config $CONF"
+    [ "$state" = COMPLETED ] || { log "trivial batch job $jobid ended as $state"; log_tails; return 1; }
+    if ! out="$(cd /tmp && timeout 20 srun --job-name=opus-selftest --time=1 true 2>&1)"; then
+        log "srun true failed: $out"; log_tails; return 1
+    fi
 }
 
 stop_daemon() {  # stop_daemon PIDFILE NAME
-    local pid i
+    local pid
     pid="$(daemon_pid "$1" "$2")" || { log "$2 is not running"; rm -f "$1"; return 0; }
     log "stopping $2 (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || { rm -f "$1"; return 0; }
         sleep 0.1
     done
@@ -335,21 +428,59 @@ do_stop() {
     stop_daemon "$CTLD_PID" slurmctld
 }
 
+do_stop_slurmd() {  # only the node daemon of the running cluster (ours or another checkout's)
+    need_root
+    local pids
+    pids="$(pgrep -x slurmd 2>/dev/null | tr '\n' ' ')"
+    [ -n "${pids// /}" ] || { log "slurmd is not running"; return 0; }
+    log "stopping slurmd (pid $pids)"
+    # shellcheck disable=SC2086
+    stop_pids $pids
+}
+
+do_start_slurmd() {
+    need_root
+    local conf deadline
+    deadline=$(( $(date +%s) + START_TIMEOUT ))
+    conf="$(active_conf)"
+    if pgrep -x slurmd >/dev/null; then
+        log "slurmd is already running"
+    else
+        log "starting slurmd ($conf)"
+        slurmd -f "$conf" || fail "slurmd failed to start"
+    fi
+    ctld_up || fail "slurmctld does not answer"
+    wait_until "$deadline" node_ready || fail "node $(node_name) is not idle: '$(node_state)'"
+}
+
+do_restart() {
+    need_root
+    do_stop
+    local foreign
+    foreign="$(foreign_pids | tr '\n' ' ')"
+    if [ -n "${foreign// /}" ]; then
+        log "stopping the cluster another checkout started (pids $foreign)"
+        # shellcheck disable=SC2086
+        stop_pids $foreign
+    fi
+    do_start
+}
+
 do_status() {
     local rc=0
     if pid_alive /run/munge/munged.pid munged; then echo "munged:    running"; else echo "munged:    stopped"; fi
     local pid
-    if pid="$(daemon_pid "$CTLD_PID" slurmctld)"; then
-        echo "slurmctld: running (pid $pid)"
-    else
-        echo "slurmctld: stopped"; rc=3
-    fi
-    if pid="$(daemon_pid "$SLURMD_PID" slurmd)"; then
-        echo "slurmd:    running (pid $pid)"
-    else
-        echo "slurmd:    stopped"; rc=3
-    fi
-    echo "config:    $CONF"
+    local name
+    for name in slurmctld slurmd; do
+        if pid="$(daemon_pid "$SLURM_DIR/run/$name.pid" "$name")"; then
+            printf '%-10s running (pid %s)\n' "$name:" "$pid"
+        elif pid="$(pgrep -x "$name" | head -n1)" && [ -n "$pid" ]; then
+            printf '%-10s running (pid %s) with %s\n' "$name:" "$pid" "$(daemon_conf "$pid")"
+        else
+            printf '%-10s stopped\n' "$name:"; rc=3
+        fi
+    done
+    echo "config:    $(active_conf)"
     if [ "$rc" -eq 0 ]; then
         sinfo || rc=3
         squeue || true
@@ -361,7 +492,9 @@ case "${1:-}" in
     install) do_install ;;
     start) do_start ;;
     stop) do_stop ;;
-    restart) do_stop; do_start ;;
+    restart) do_restart ;;
     status) do_status ;;
-    *) echo "usage: $0 {install|start|stop|restart|status}" >&2; exit 2 ;;
+    stop-slurmd) do_stop_slurmd ;;
+    start-slurmd) do_start_slurmd ;;
+    *) echo "usage: $0 {install|start|stop|restart|status|stop-slurmd|start-slurmd}" >&2; exit 2 ;;
 esac

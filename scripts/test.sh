@@ -4,7 +4,8 @@
 #
 # As root on Debian (CI), it also installs and starts what the tests need from the system
 # (scripts/system_deps.sh: the stilts package for votlint):
-# PostgreSQL must already run on 127.0.0.1:5432 (user postgres, trust auth).
+# PostgreSQL must already run on 127.0.0.1:5432 (user postgres, trust auth); a single-node
+# SLURM cluster is installed and started (scripts/system_deps.sh, scripts/slurm_cluster.sh).
 # Elsewhere, tests of a missing component are skipped (pytest -rs lists them); set
 # OPUS_REQUIRE_POSTGRES=1 / OPUS_REQUIRE_SLURM=1 / OPUS_REQUIRE_STILTS=1 to make them fail
 # instead.

@@ -19,12 +19,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 import requests
 from lxml import etree
 
+from opus.activities.model import ActivityDescription, EntityDescription, ParameterDescription
+from opus.activities.votable import read_activity, write_activity
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+BIN = Path(__file__).resolve().parent / "bin"
 PG_ADMIN_URL = os.environ.get("OPUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 UWS_NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0",
           "xlink": "http://www.w3.org/1999/xlink"}
@@ -185,15 +191,19 @@ def server(backend: str, database_url: str,
 @pytest.fixture
 def server_factory(backend: str, tmp_path: Path,
                    request: pytest.FixtureRequest) -> Iterator:
-    """Start servers with special settings for one test; each gets its own database."""
+    """Start servers with special settings for one test; each gets its own database,
+    dropped after its server has stopped."""
     started: list[Server] = []
+    databases: list[str] = []
 
     def factory(data_dir: Path | None = None, database_url: str | None = None,
                 **settings: object) -> Server:
         if database_url is None:
             database_url = ""
             if backend == "postgresql":
-                database_url = _fresh_pg_database(request)
+                database_url = _create_pg_database(request.getfixturevalue(
+                    "postgres_admin_url"))
+                databases.append(database_url)
         srv = start_server(data_dir or tmp_path / f"srv{len(started)}", database_url,
                            **settings)
         started.append(srv)
@@ -202,47 +212,69 @@ def server_factory(backend: str, tmp_path: Path,
     yield factory
     for srv in started:
         srv.stop()
+    for url in databases:
+        _drop_pg_database(request.getfixturevalue("postgres_admin_url"), url)
 
 
-def _fresh_pg_database(request: pytest.FixtureRequest) -> str:
+def _create_pg_database(admin: str) -> str:
     import psycopg
 
-    admin = request.getfixturevalue("postgres_admin_url")
     name = f"opus_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    request.addfinalizer(drop)
     return f"{admin.rsplit('/', 1)[0]}/{name}"
 
 
-def slurm_problem() -> str | None:
-    """Why the SLURM cluster cannot be used (None: sbatch is there and slurmctld answers)."""
-    if shutil.which("sbatch") is None:
-        return "sbatch is not on PATH (run scripts/slurm_cluster.sh install && start)"
-    try:
-        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"scontrol ping failed: {exc}"
-    if proc.returncode != 0 or "UP" not in proc.stdout:
-        return f"slurmctld does not answer: {proc.stdout.strip()} {proc.stderr.strip()}"
-    return None
+def _drop_pg_database(admin: str, url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_pg_database(request: pytest.FixtureRequest) -> str:
+    """A new database for one test, dropped when the test ends."""
+    admin = request.getfixturevalue("postgres_admin_url")
+    url = _create_pg_database(admin)
+    request.addfinalizer(lambda: _drop_pg_database(admin, url))
+    return url
 
 
 @pytest.fixture(scope="session")
-def slurm_available() -> bool:
-    """A working SLURM cluster (scripts/slurm_cluster.sh start): skip without one, or fail
-    when OPUS_REQUIRE_SLURM=1 (CI)."""
-    problem = slurm_problem()
-    if problem:
-        if os.environ.get("OPUS_REQUIRE_SLURM") == "1":
-            pytest.fail(f"OPUS_REQUIRE_SLURM=1 but {problem}", pytrace=False)
-        pytest.skip(problem)
-    return True
+def activities_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Test activities written with OPUS's own VOTable writer, plus the real sleep/echo."""
+    directory = tmp_path_factory.mktemp("activities")
+    output = EntityDescription("output", content_type="text/plain",
+                               default_filename="output.txt")
+    activities = [
+        ActivityDescription(
+            name="tree", description="a process tree that runs until stopped",
+            command=(str(BIN / "tree.sh"),), execution_duration=600,
+            parameters=(ParameterDescription("marker", arraysize="*"),),
+        ),
+        ActivityDescription(
+            name="copy", description="copies its input file and adds a line",
+            command=(str(BIN / "copy.sh"),), execution_duration=60,
+            parameters=(ParameterDescription("suffix", arraysize="*", default="end"),),
+            used=(EntityDescription("input", content_type="text/plain",
+                                    default_filename="input.txt"),),
+            generated=(output,),
+        ),
+        ActivityDescription(
+            name="fail", description="fails with status 3",
+            command=(str(BIN / "fail.sh"),), execution_duration=60,
+            parameters=(ParameterDescription("reason", arraysize="*", default="none"),),
+            generated=(output,),
+        ),
+    ]
+    for name in ("sleep", "echo"):
+        real = read_activity(ROOT / "activity_descriptions" / f"{name}.xml")
+        absolute = (str(ROOT / real.command[0]),) + real.command[1:]
+        activities.append(dataclasses.replace(real, command=absolute))
+    for activity in activities:
+        (directory / f"{activity.name}.xml").write_bytes(write_activity(activity))
+    return directory
 
 
 @pytest.fixture(scope="session")

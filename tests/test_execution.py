@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -12,39 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, UWS_NS, Server
-from opus.activities.model import ActivityDescription, EntityDescription, ParameterDescription
-from opus.activities.votable import read_activity, write_activity
-
-BIN = Path(__file__).resolve().parent / "bin"
-
-
-@pytest.fixture(scope="session")
-def activities_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Test activities written with OPUS's own VOTable writer, plus the real sleep/echo."""
-    directory = tmp_path_factory.mktemp("activities")
-    output = EntityDescription("output", content_type="text/plain",
-                               default_filename="output.txt")
-    activities = [
-        ActivityDescription(
-            name="tree", description="a process tree that runs until stopped",
-            command=(str(BIN / "tree.sh"),), execution_duration=600,
-            parameters=(ParameterDescription("marker", arraysize="*"),),
-        ),
-        ActivityDescription(
-            name="fail", description="fails with status 3",
-            command=(str(BIN / "fail.sh"),), execution_duration=60,
-            parameters=(ParameterDescription("reason", arraysize="*", default="none"),),
-            generated=(output,),
-        ),
-    ]
-    for name in ("sleep", "echo"):
-        real = read_activity(ROOT / "activity_descriptions" / f"{name}.xml")
-        absolute = (str(ROOT / real.command[0]),) + real.command[1:]
-        activities.append(dataclasses.replace(real, command=absolute))
-    for activity in activities:
-        (directory / f"{activity.name}.xml").write_bytes(write_activity(activity))
-    return directory
+from conftest import UWS_NS, Server
 
 
 @pytest.fixture

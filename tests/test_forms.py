@@ -98,8 +98,14 @@ def test_form_parameters_fill_booleans_and_drop_empty_controls() -> None:
     assert form_parameters(EVERY_KIND, items) == [("label", "a"), ("PHASE", "RUN"),
                                                   ("flag", "false")]
     assert ("flag", "false") not in form_parameters(EVERY_KIND, [("FLAG", "true")])
-    with pytest.raises(ParameterError, match="infile: file uploads are not accepted yet"):
-        form_parameters(EVERY_KIND, [], files=["infile"])
+
+
+def test_form_parameters_of_inputs_prefer_the_uploaded_file() -> None:
+    copy = ActivityDescription(name="copy", used=(EntityDescription("input"),))
+    assert form_parameters(copy, [("input", "")], files=["input"]) == []
+    assert form_parameters(copy, [("input", "http://x/y")], files=["input"]) == []
+    assert form_parameters(copy, [("input", "http://x/y")]) == [("input", "http://x/y")]
+    assert form_parameters(copy, [("input", " ")]) == []
 
 
 def test_form_page_is_served(server: Server) -> None:
@@ -211,11 +217,25 @@ def test_description_text_is_escaped(server_factory, tmp_path: Path) -> None:
     assert output.text == f'"><{XSS}\n'
 
 
-def test_file_upload_is_refused_with_a_clear_message(server: Server) -> None:
+def test_a_file_for_a_parameter_that_is_no_input_is_refused(server: Server) -> None:
     response = server.session.post(f"{server.url}/activities/echo/form",
                                    data={"text": "x"}, files={"text": ("a.txt", b"bytes")})
     assert response.status_code == 400
-    assert "text: file uploads are not accepted yet" in response.text
+    assert "text: is not a file input of echo" in response.text
+
+
+def test_the_form_uploads_an_input_file(server_factory, activities_dir) -> None:
+    srv = server_factory(activities_dir=activities_dir)
+    page = srv.session.get(f"{srv.url}/activities/copy/form").text
+    assert 'enctype="multipart/form-data"' in page and 'type="file"' in page
+    response = srv.session.post(f"{srv.url}/activities/copy/form",
+                                data={"input": "", "suffix": "!", "PHASE": "RUN"},
+                                files={"input": ("mine.txt", b"uploaded\n")},
+                                allow_redirects=False)
+    assert response.status_code == 303, response.text
+    srv.wait_final(response.headers["Location"])
+    output = srv.session.get(f"{response.headers['Location']}/results/output")
+    assert output.text == "uploaded\n!\n"
 
 
 def test_multipart_form_with_an_empty_file_part(server: Server) -> None:

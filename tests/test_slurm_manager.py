@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -86,7 +85,11 @@ def test_exit_code_and_record_parsing():
 
 
 def test_effective_time_limit_counts_minutes():
-    manager = SlurmManager()
+    # by default the SLURM limit leaves the runner a minute beyond executionDuration
+    assert SlurmManager().effective_time_limit(2) == 120
+    assert SlurmManager().effective_time_limit(60) == 120
+    assert SlurmManager().effective_time_limit(61) == 180
+    manager = SlurmManager(time_margin=0)
     assert manager.time_granularity == 60
     assert manager.effective_time_limit(61) == 120
     assert manager.effective_time_limit(60) == 60
@@ -126,7 +129,10 @@ def test_sbatch_argv(tmp_path):
     assert "--partition=debug" in argv and "--account=cta" in argv
     assert "--qos=short" in argv
     assert "--no-requeue" in argv
-    assert "--export=NONE,OPUS_JOB_SECRET,OPUS_PARAM" in argv
+    assert "--export=ALL" in argv  # with --export-file: exactly the file's variables
+    login = SlurmManager(login_environment=True).sbatch_argv(template, script, tmp_path / "env")
+    assert "--export=NONE,OPUS_JOB_SECRET,OPUS_PARAM" in login
+    assert SlurmManager(login_host="login").login_environment
     assert f"--export-file={tmp_path / 'env'}" in argv
     assert not any(a.startswith("--wrap") for a in argv)
     # the command follows the script, item by item, unchanged
@@ -143,7 +149,7 @@ def test_sbatch_argv_limits_and_resources(tmp_path):
                                tmp_path / "s")
     assert not any(a.startswith(("--time", "--mem", "--cpus", "--partition", "--account",
                                  "--output", "--error")) for a in argv)
-    assert "--export=NONE" in argv
+    assert "--export=ALL" in argv
     assert "--time=1" in manager.sbatch_argv(_template(tmp_path, time_limit=1), tmp_path / "s")
     with pytest.raises(ManagerError, match="cpus"):
         manager.sbatch_argv(_template(tmp_path, resources={"cpus": "two"}), tmp_path / "s")
@@ -212,7 +218,11 @@ def test_submit_with_fake_sbatch_passes_no_shell(tmp_path, monkeypatch):
     assert isinstance(args, list) and not kwargs.get("shell")
     log = json.loads((tmp_path / "log.json").read_text())
     assert log["argv"][-2:] == ["/bin/echo", NASTY]
-    assert sorted(log["records"]) == sorted([f"OPUS_PARAM={NASTY}", "OPUS_JOB_SECRET=s3cret"])
+    assert {f"OPUS_PARAM={NASTY}", "OPUS_JOB_SECRET=s3cret"} <= set(log["records"])
+    assert f"PATH={os.environ['PATH']}" in log["records"]  # the base environment
+    assert {r.split("=", 1)[0] for r in log["records"]} <= {"OPUS_PARAM", "OPUS_JOB_SECRET",
+                                                            "PATH", "HOME", "USER", "LOGNAME",
+                                                            "LANG", "LC_ALL", "TZ"}
     assert log["mode"] == "0o600"
     assert not log["has_secret"]  # the manager's environment is not the job's
     assert (work / BATCH_SCRIPT_NAME).read_text() == BATCH_SCRIPT
@@ -242,26 +252,9 @@ def test_commands_failing_raise_manager_error(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------- real cluster
 
 
-def _cluster_problem() -> str | None:
-    if shutil.which("sbatch") is None:
-        return "sbatch is not on PATH (run scripts/slurm_cluster.sh install && start)"
-    try:
-        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"scontrol ping failed: {exc}"
-    if proc.returncode != 0 or "UP" not in proc.stdout:
-        return f"slurmctld does not answer: {proc.stdout.strip()} {proc.stderr.strip()}"
-    return None
-
-
 @pytest.fixture(scope="module")
-def cluster():
-    problem = _cluster_problem()
-    if problem:
-        if os.environ.get("OPUS_REQUIRE_SLURM") == "1":
-            pytest.fail(f"OPUS_REQUIRE_SLURM=1 but {problem}", pytrace=False)
-        pytest.skip(problem)
-    return True
+def cluster(slurm_available):
+    return slurm_available
 
 
 @pytest.fixture
@@ -318,10 +311,16 @@ def test_job_completes(manager, tmp_path):
     manager.terminate(native_id)  # already finished: no error
 
 
-def test_environment_and_arguments_reach_the_job_verbatim(manager, tmp_path):
+@pytest.mark.parametrize("login_environment", [False, True])
+def test_environment_and_arguments_reach_the_job_verbatim(manager, tmp_path, monkeypatch,
+                                                          login_environment):
+    manager.login_environment = login_environment
+    # the scheduler's own environment (a database password...) must not reach the job
+    monkeypatch.setenv("OPUS_DATABASE_URL", "postgresql://opus:hunter2@db/opus")
     script = ("import json, os, sys; json.dump({'env': os.environ.get('OPUS_PARAM'), "
               "'secret': os.environ.get('OPUS_JOB_SECRET'), 'argv': sys.argv[1:], "
-              "'cwd': os.getcwd()}, open('result.json', 'w'))")
+              "'cwd': os.getcwd()}, open('result.json', 'w')); "
+              "json.dump(dict(os.environ), open('environ.json', 'w'))")
     args = (NASTY, "--foo", "$(touch PWNED3)", "", "-c")
     template = JobTemplate(
         job_id="t-env", command=(sys.executable, "-c", script, *args),
@@ -333,6 +332,40 @@ def test_environment_and_arguments_reach_the_job_verbatim(manager, tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result == {"env": NASTY, "secret": "s", "argv": list(args), "cwd": str(tmp_path)}
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
+    environ = json.loads((tmp_path / "environ.json").read_text())
+    assert "OPUS_DATABASE_URL" not in environ
+    assert environ.get("PATH")  # the base (or login) environment
+
+
+def test_statuses_asks_squeue_once(manager, tmp_path, monkeypatch):
+    """The scheduler's periodic pass: one squeue call for all live jobs; a finished job is
+    then asked about alone (scontrol), an unknown one as well."""
+    running = manager.submit(JobTemplate(
+        job_id="t-batch1", command=("/bin/sleep", "30"), working_directory=tmp_path,
+        stdout_path=tmp_path / "o", stderr_path=tmp_path / "e"))
+    failed = manager.submit(JobTemplate(
+        job_id="t-batch2", command=("/bin/sh", "-c", "exit 4"), working_directory=tmp_path,
+        stdout_path=tmp_path / "o", stderr_path=tmp_path / "e"))
+    wait_for(manager, running, {"EXECUTING"})
+    wait_for(manager, failed, {"ERROR"})
+    calls = []
+    real_run = manager._run
+
+    def spy(argv):
+        calls.append(list(argv))
+        return real_run(argv)
+
+    monkeypatch.setattr(manager, "_run", spy)
+    found = manager.statuses([running, failed, "999999999", running])
+    assert found[running] == NativeStatus("EXECUTING")
+    assert found[failed] == NativeStatus("ERROR", "FAILED", 4)
+    assert found["999999999"].phase == "UNKNOWN"
+    squeue_many = [c for c in calls if c[0] == "squeue" and "," in c[c.index("-j") + 1]]
+    assert len(squeue_many) == 1
+    assert not any(c[0] == "scontrol" and running in c for c in calls)  # live: squeue only
+    assert "NODE_FAIL" in manager.describe("7", NativeStatus("ERROR", "NODE_FAIL"))
+    assert "exited with status 4" in manager.describe(failed, found[failed])
+    assert "cancelled" in manager.describe("7", NativeStatus("ABORTED"))
 
 
 def test_through_ssh_quoting(cluster, tmp_path):
@@ -456,3 +489,26 @@ def test_time_limit_ends_as_timeout(manager, tmp_path):
     while pgrep(marker):
         assert time.monotonic() < deadline, "the timed-out job's process survives"
         time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------- the runner
+
+
+@pytest.mark.parametrize("cluster_limit, stop_after, phase", [(2, 1.6, "ERROR"),
+                                                              (60, 0.8, "ABORTED")])
+def test_runner_tells_the_cluster_time_limit_from_an_abort(tmp_path, cluster_limit, stop_after,
+                                                           phase):
+    """SIGTERM at the cluster's time limit (SLURM TIMEOUT: executionDuration + margin) is an
+    ERROR that says so; a SIGTERM before it (scancel after ABORT) stays ABORTED."""
+    (tmp_path / "job.json").write_text(json.dumps({
+        "job_id": "t-runner", "command": ["/bin/sleep", "30"], "parameters": {},
+        "generated": [], "execution_duration": 1000, "manager": "slurm",
+        "cluster_time_limit": cluster_limit}))
+    runner = subprocess.Popen([sys.executable, "-m", "opus.execution.runner", str(tmp_path)])
+    time.sleep(stop_after)
+    runner.terminate()
+    assert runner.wait(20) == 1
+    outcome = json.loads((tmp_path / "outcome.json").read_text())
+    assert outcome["phase"] == phase
+    if phase == "ERROR":
+        assert "slurm time limit of 2 s" in outcome["error_summary"]

@@ -1,6 +1,6 @@
 """The ActivityDescription model: what one job type needs, independent of its file format.
 
-Names follow IVOA ProvenanceDM 1.0 (section 2.4, "Descriptions"): an ActivityDescription
+Names follow IVOA ProvenanceDM 1.0 (section 2.5, "Description classes"): an ActivityDescription
 has ParameterDescriptions (its configuration, VOTable PARAMs in ``GROUP name="inputParams"``),
 UsageDescriptions (entities it uses) and GenerationDescriptions (entities it generates).
 The reader in :mod:`opus.activities.votable` fills these from a VOTable file; everything the

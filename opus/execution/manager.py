@@ -8,8 +8,12 @@ program, ``python -m opus.execution.runner JOB_DIR``; a manager only decides whe
 from __future__ import annotations
 
 import abc
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger("opus.manager")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,17 @@ class Manager(abc.ABC):
     #: Effective time limit granularity in seconds (SLURM counts minutes).
     time_granularity: int = 1
 
+    #: Seconds the cluster's own limit leaves beyond executionDuration. The runner enforces
+    #: executionDuration itself (and reports it clearly); the cluster's limit is the
+    #: backstop, so it must leave the runner time to stop the activity, hash the outputs and
+    #: report, or the cluster kills the runner first.
+    time_margin: int = 0
+
+    #: Seconds the scheduler waits for a runner's outcome file after the cluster says the job
+    #: ended, before it declares the job lost (a shared file system may show a file written
+    #: on a compute node a little later).
+    outcome_grace: float = 0.0
+
     @abc.abstractmethod
     def submit(self, template: JobTemplate) -> str:
         """Start the job; return its native identifier. Raises ManagerError."""
@@ -70,16 +85,33 @@ class Manager(abc.ABC):
     def status(self, native_id: str) -> NativeStatus:
         """The current state of a submitted job."""
 
+    def statuses(self, native_ids: Iterable[str]) -> dict[str, NativeStatus]:
+        """The states of several jobs at once (the scheduler's periodic pass asks for every
+        submitted job). A job that could not be queried is left out of the answer (and
+        logged); the default asks :meth:`status` for each job in turn."""
+        found: dict[str, NativeStatus] = {}
+        for native_id in dict.fromkeys(native_ids):
+            try:
+                found[native_id] = self.status(native_id)
+            except ManagerError as error:
+                log.warning("cannot query job %s: %s", native_id, error)
+        return found
+
     @abc.abstractmethod
     def terminate(self, native_id: str) -> None:
         """Stop the job and every process it started; no error if it has already ended."""
 
     def effective_time_limit(self, seconds: int | None) -> int | None:
-        """The limit the cluster will really apply for a requested executionDuration."""
+        """The limit the cluster will really apply for a requested executionDuration:
+        ``seconds`` plus :attr:`time_margin`, rounded up to :attr:`time_granularity`."""
         if not seconds:
             return None
         step = self.time_granularity
-        return -(-seconds // step) * step
+        return -(-(seconds + self.time_margin) // step) * step
+
+    def describe(self, native_id: str, status: NativeStatus) -> str:
+        """A short human text for a job the cluster ended (used in errorSummary)."""
+        return status.reason or status.phase
 
     def release(self, native_id: str, job_dir: Path) -> None:
         """The job has ended for good: free what the cluster may still hold for it."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,15 @@ class Runner:
         secret_file = self.job_dir / "secret"
         self.secret = secret_file.read_text().strip() if secret_file.exists() else ""
         self.work_dir = self.job_dir / "work"
+        self.inputs: list[dict[str, Any]] = self.spec.get("inputs", [])
+        # What the activity sees: an input parameter is the local file it was staged to.
+        self.parameters: dict[str, str] = dict(self.spec.get("parameters", {}))
+        for item in self.inputs:
+            self.parameters[item["name"]] = item["filename"]
         self.stop_signal: int | None = None
         self.stop_time: float | None = None
         self.timed_out = False
+        self.started = time.monotonic()
 
     # -- reporting ---------------------------------------------------------------------
     def report(self, body: dict[str, Any], attempts: int = 4) -> None:
@@ -107,11 +115,10 @@ class Runner:
     def environment(self) -> dict[str, str]:
         env = {name: os.environ[name] for name in INHERITED if name in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        parameters: dict[str, str] = self.spec.get("parameters", {})
         for entity in self.spec.get("generated", []):
             if _exportable(entity["name"]) and entity.get("filename"):
                 env[entity["name"]] = entity["filename"]
-        for name, value in parameters.items():
+        for name, value in self.parameters.items():
             if _exportable(name):
                 env[name] = value
             env["OPUS_PARAM_" + "".join(c if c.isalnum() else "_" for c in name).upper()] = value
@@ -182,6 +189,40 @@ class Runner:
             if pidfd is not None:
                 os.close(pidfd)
 
+    def _at_cluster_limit(self) -> bool:
+        """Whether the stop signal came when the cluster's time limit was reached."""
+        cluster_limit = self.spec.get("cluster_time_limit")
+        if not cluster_limit or self.stop_time is None:
+            return False
+        return self.stop_time - self.started >= float(cluster_limit) - 2.0
+
+    def fetch_inputs(self) -> str | None:
+        """Download the inputs given by URL; the reason if one cannot be had."""
+        limits = self.spec.get("fetch", {})
+        for item in self.inputs:
+            if item.get("kind") != "url":
+                continue
+            try:
+                fetch(item["url"], self.work_dir / item["filename"],
+                      max_bytes=int(limits.get("max_bytes", 1 << 30)),
+                      timeout=float(limits.get("timeout", 300)),
+                      block_private=bool(limits.get("block_private", True)))
+            except InputProblem as error:
+                return f"input {item['name']}: {error}"
+        return None
+
+    def describe_inputs(self) -> list[dict[str, Any]]:
+        """Each input as used: where it came from, its sha256 and size (provenance)."""
+        described = []
+        for item in self.inputs:
+            path = self.work_dir / item["filename"]
+            entry = {key: item.get(key) for key in ("name", "kind", "location", "entity_id",
+                                                    "filename")}
+            if path.is_file():
+                entry.update(sha256=sha256_of(path), size=path.stat().st_size)
+            described.append(entry)
+        return described
+
     @staticmethod
     def script_sha256(command: list[str]) -> str | None:
         """sha256 of the activity's program: the script an interpreter runs, else the
@@ -216,8 +257,8 @@ class Runner:
         start = now_iso()
         self.report({"phase": "EXECUTING", "start_time": start})
         self.work_dir.mkdir(exist_ok=True)
-        parameters = self.spec.get("parameters", {})
-        (self.job_dir / "parameters.json").write_text(json.dumps(parameters, indent=1))
+        (self.job_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=1))
+        problem = self.fetch_inputs()
         command = list(self.spec["command"])
         limit = self.spec.get("execution_duration") or None
         outcome: dict[str, Any] = {"job_id": self.spec["job_id"], "start_time": start,
@@ -232,10 +273,15 @@ class Runner:
         with open(self.job_dir / "stdout.txt", "wb") as out, \
                 open(self.job_dir / "stderr.txt", "wb") as err:
             try:
+                if problem is not None:
+                    raise InputProblem(problem)
                 child = subprocess.Popen(
                     command, cwd=self.work_dir, env=self.environment(), stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, start_new_session=True, close_fds=True,
                 )
+            except InputProblem as error:
+                code = None
+                outcome.update(phase="ERROR", error_summary=str(error))
             except OSError as error:
                 code = None
                 outcome.update(phase="ERROR", error_summary=f"cannot start {command[0]}: {error}")
@@ -249,6 +295,13 @@ class Runner:
                                "max_rss_kb": usage.ru_maxrss})
         if "phase" in outcome:
             pass
+        elif self.stop_signal is not None and self._at_cluster_limit():
+            # the cluster's own limit (executionDuration + a margin) ended the job: an error,
+            # not an ABORT (an ABORT has already ended the job in the database anyway)
+            outcome.update(phase="ERROR", error_summary=(
+                f"stopped by signal {signal.Signals(self.stop_signal).name} at the "
+                f"{self.spec.get('manager') or 'cluster'} time limit of "
+                f"{self.spec['cluster_time_limit']} s (executionDuration {limit} s)"))
         elif self.stop_signal is not None:
             outcome.update(phase="ABORTED", error_summary=(
                 f"stopped by signal {signal.Signals(self.stop_signal).name}"))
@@ -264,6 +317,7 @@ class Runner:
             outcome.update(phase="ERROR", error_summary=f"activity {reason}"
                            + (f": {tail}" if tail else ""))
         outcome["results"] = self.collect_results()
+        outcome["inputs"] = self.describe_inputs()
         capture.join(30)
         outcome["context"] = context
         outcome["script_sha256"] = self.script_sha256(command)
@@ -277,6 +331,66 @@ class Runner:
         os.replace(temporary, self.job_dir / "outcome.json")
         self.report(outcome)
         return outcome
+
+
+class InputProblem(Exception):
+    """An input could not be fetched; the job ends in ERROR with this message."""
+
+
+def _check_address(host: str | None, port: int, block_private: bool) -> None:
+    if not host:
+        raise InputProblem("the URL has no host")
+    if not block_private:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port)}
+    except OSError as error:
+        raise InputProblem(f"cannot resolve {host}: {error}") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+                or ip.is_multicast or ip.is_unspecified):
+            raise InputProblem(f"{host} is a private address ({address}); refused")
+
+
+def fetch(url: str, target: Path, *, max_bytes: int, timeout: float,
+          block_private: bool) -> None:
+    """Download ``url`` (http/https only) to ``target`` within the limits; redirects are
+    checked like the first address."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise InputProblem("only http and https URLs are fetched")
+    _check_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                   block_private)
+
+    class CheckedRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+            new = urllib.parse.urlsplit(newurl)
+            if new.scheme not in {"http", "https"}:
+                raise InputProblem("redirected to a URL that is not http(s)")
+            _check_address(new.hostname, new.port or (443 if new.scheme == "https" else 80),
+                           block_private)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(CheckedRedirects)
+    deadline = time.monotonic() + timeout
+    size = 0
+    try:
+        with opener.open(urllib.request.Request(url, headers={"User-Agent": "opus-runner"}),
+                         timeout=min(timeout, 60)) as response, open(target, "wb") as out:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                size += len(block)
+                if size > max_bytes:
+                    raise InputProblem(f"larger than the limit of {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise InputProblem(f"not fetched within {timeout:.0f} s")
+                out.write(block)
+    except InputProblem:
+        target.unlink(missing_ok=True)
+        raise
+    except (OSError, ValueError) as error:
+        target.unlink(missing_ok=True)
+        raise InputProblem(f"cannot fetch {url}: {error}") from None
 
 
 def _last_line(path: Path, limit: int = 300) -> str:

@@ -26,6 +26,8 @@ import secrets
 import shutil
 import sys
 import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from opus.activities.model import ActivityDescription
 from opus.app import Services
 from opus.config import PROJECT_ROOT, Settings
 from opus.errors import NotFoundError
-from opus.execution.manager import JobTemplate, Manager, ManagerError
+from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
+from opus.execution.staging import StagingError, stage_inputs
 from opus.uws.models import Job, Phase, utcnow
 from opus.uws.params import format_datetime
 from opus.uws.service import hash_secret, job_directory
@@ -50,10 +53,15 @@ def make_manager(settings: Settings, on_exit: Any = None) -> Manager:
     if settings.manager == "slurm":
         from opus.execution.slurm import SlurmManager
 
+        extra_args = settings.extra.get("slurm_sbatch_args") or ()
+        if isinstance(extra_args, str):
+            extra_args = (extra_args,)
         return SlurmManager(
             login_host=settings.slurm_login_host or None,
             partition=settings.slurm_partition or None,
             account=settings.slurm_account or None,
+            extra_sbatch_args=tuple(str(a) for a in extra_args),
+            login_environment=settings.extra.get("slurm_login_environment"),
         )
     from opus.execution.local import LocalManager
 
@@ -84,6 +92,29 @@ def activity_command(activity: ActivityDescription, job_dir: Path,
     return tuple(argv)
 
 
+def activity_resources(settings: Settings, activity: str) -> dict[str, str]:
+    """Cluster resources for a job of ``activity``, from the YAML setting ``resources``::
+
+        resources:
+          "*":          {partition: short}             # every activity
+          gammapy_maps: {cpus: 4, memory: 8000}        # memory in MB
+
+    Known keys: cpus, memory, partition, account (see JobTemplate); the activity's entry
+    overrides the ``"*"`` one. The SLURM manager turns them into sbatch options (and
+    refuses invalid values, which ends the job in ERROR); the local manager ignores them.
+    """
+    table = settings.extra.get("resources") or {}
+    merged: dict[str, str] = {}
+    if not isinstance(table, Mapping):
+        log.warning("setting resources: expected a mapping of activity -> resources")
+        return merged
+    for key in ("*", activity):
+        entry = table.get(key) or {}
+        if isinstance(entry, Mapping):
+            merged.update({str(k): str(v) for k, v in entry.items() if v is not None})
+    return merged
+
+
 class Scheduler:
     """Dispatch and reconciliation loop over one manager."""
 
@@ -97,6 +128,8 @@ class Scheduler:
         self._runner_exited = False
         self._lock = threading.Lock()
         self.python = self.settings.runner_python or sys.executable
+        #: job_id -> when the cluster was first seen done with a job that left no outcome.
+        self._missing_outcome: dict[str, float] = {}
 
     # -- waking --------------------------------------------------------------------------
     def wake(self) -> None:
@@ -139,8 +172,7 @@ class Scheduler:
         with self._lock:
             self._changed.clear()
         self.cleanups()
-        for job in self.store.submitted():
-            self.reconcile(job)
+        self.reconcile_all(self.store.submitted())
         self.destroy_expired()
         self.dispatch()
 
@@ -151,8 +183,7 @@ class Scheduler:
             runner_exited, self._runner_exited = self._runner_exited, False
         self.cleanups()
         if runner_exited:  # a slot may have freed: look at every submitted job
-            for job in self.store.submitted():
-                self.reconcile(job)
+            self.reconcile_all(self.store.submitted())
         else:
             for job_id in changed:
                 job = self.store.get(job_id, with_results=False)
@@ -176,6 +207,8 @@ class Scheduler:
             return
         job_dir = job_directory(self.settings, job.job_id)
         secret = secrets.token_urlsafe(32)
+        # The cluster's own limit (SLURM: executionDuration + a margin, in whole minutes);
+        # the runner enforces executionDuration itself.
         time_limit = self.manager.effective_time_limit(job.execution_duration)
         # Claim the job first: if it was aborted or deleted meanwhile, nothing is started.
         if not self.store.update(job.job_id, expected_phases={Phase.QUEUED}, announce=False,
@@ -198,11 +231,18 @@ class Scheduler:
                 "parameters": job.parameters,
                 "command": command,
                 "execution_duration": job.execution_duration,
+                "manager": self.manager.name,
+                "cluster_time_limit": time_limit,
                 "generated": [{"name": e.name, "filename": e.default_filename,
                                "content_type": e.content_type} for e in activity.generated],
                 "submitted": format_datetime(utcnow()),
                 "description_sha256": description_sha256(activity),
                 "context_cache": str(self.settings.run_dir / "packages-cache.json"),
+                "inputs": stage_inputs(self.settings, self.store.engine, activity, job,
+                                       job_dir),
+                "fetch": {"max_bytes": self.settings.fetch_max_bytes,
+                          "timeout": self.settings.fetch_timeout,
+                          "block_private": self.settings.fetch_block_private},
             }
             (job_dir / "job.json").write_text(json.dumps(spec, indent=1))
             template = JobTemplate(
@@ -210,10 +250,14 @@ class Scheduler:
                 command=(self.python, "-m", "opus.execution.runner", str(job_dir)),
                 working_directory=job_dir,
                 time_limit=time_limit,
+                resources=activity_resources(self.settings, activity.name),
                 stdout_path=job_dir / "runner.log",
                 stderr_path=job_dir / "runner.log",
             )
             native_id = self.manager.submit(template)
+        except StagingError as error:
+            self._fail(job, str(error))
+            return
         except (ManagerError, OSError) as error:
             log.error("job %s could not be submitted: %s", job.job_id, error)
             self._fail(job, f"could not be submitted to the {self.manager.name} cluster: "
@@ -230,46 +274,89 @@ class Scheduler:
         self.store.update(job.job_id, announce=False, cluster_state="ended")
 
     # -- reconciliation -----------------------------------------------------------------
-    def reconcile(self, job: Job) -> None:
-        """Bring a submitted job in line with what the cluster says about it."""
+    def reconcile_all(self, jobs: list[Job]) -> None:
+        """Reconcile every job in ``jobs``, asking the cluster about all of them at once."""
+        native_ids = [job.native_id for job in jobs if job.native_id is not None]
+        statuses = self.manager.statuses(native_ids) if native_ids else {}
+        for job in jobs:
+            if job.native_id is not None and job.native_id not in statuses:
+                continue  # the cluster did not answer for it (logged): next pass
+            try:
+                self.reconcile(job, statuses.get(job.native_id or ""))
+            except ManagerError as error:
+                log.warning("reconciling job %s (%s): %s", job.job_id, job.native_id, error)
+
+    def reconcile(self, job: Job, status: NativeStatus | None = None) -> None:
+        """Bring a submitted job in line with what the cluster says about it (``status``,
+        or asked now)."""
         if job.native_id is None:
             if job.phase not in CLUSTER_ACTIVE:
                 self.store.update(job.job_id, announce=False, cluster_state="ended")
             return  # still being submitted
-        try:
-            status = self.manager.status(job.native_id)
-        except ManagerError as error:
-            log.warning("cannot query job %s (%s): %s", job.job_id, job.native_id, error)
-            return
+        if status is None:
+            try:
+                status = self.manager.status(job.native_id)
+            except ManagerError as error:
+                log.warning("cannot query job %s (%s): %s", job.job_id, job.native_id, error)
+                return
         job_dir = job_directory(self.settings, job.job_id)
         cluster_running = status.phase in CLUSTER_ACTIVE
         if job.phase not in CLUSTER_ACTIVE:
+            self._missing_outcome.pop(job.job_id, None)
             if cluster_running:
-                if job.phase != Phase.COMPLETED:
-                    self.manager.terminate(job.native_id)  # aborted, timed out, deleted
+                # aborted, timed out or deleted: stop it; but a runner that wrote its outcome
+                # has finished and is only exiting (it may be reporting an ERROR)
+                if job.phase != Phase.COMPLETED and not (job_dir / "outcome.json").exists():
+                    self.manager.terminate(job.native_id)
                 return  # ended in the database: wait for the cluster to let go
             self.manager.release(job.native_id, job_dir)
             self.store.update(job.job_id, announce=False, cluster_state="ended")
             return
         if cluster_running:
-            if status.phase in {Phase.HELD, Phase.SUSPENDED} and job.phase != status.phase:
-                self.store.update(job.job_id, expected_phases=CLUSTER_ACTIVE,
-                                  phase=status.phase)
-            elif status.phase == Phase.QUEUED and job.phase in {Phase.HELD, Phase.SUSPENDED}:
-                self.store.update(job.job_id, expected_phases={job.phase}, phase=Phase.QUEUED)
+            self._follow_cluster_phase(job, status.phase)
             self._enforce_duration(job)
             return
         # The cluster is done with it but the database still thinks it runs: the runner's
         # report was lost, or the runner died. Its outcome file is the truth if it exists.
         outcome = read_outcome(job_dir)
+        if outcome is None and self.manager.outcome_grace > 0:
+            first_seen = self._missing_outcome.setdefault(job.job_id, time.monotonic())
+            if time.monotonic() - first_seen < self.manager.outcome_grace:
+                return  # a shared file system may show the file a little later
+        self._missing_outcome.pop(job.job_id, None)
+        ended = self.manager.describe(job.native_id, status)
         if outcome is not None:
+            if status.phase == Phase.ERROR and outcome.get("phase") == Phase.ABORTED:
+                # the runner was signalled by the cluster (time limit, node failure), not
+                # by an ABORT (that would have ended the job in the database already)
+                outcome = {**outcome, "phase": Phase.ERROR, "error_summary":
+                           f"{ended}; {outcome.get('error_summary') or 'stopped'}"}
             self.services.jobs.apply_report(job.job_id, outcome)
+        elif status.phase == Phase.ABORTED:
+            self.services.jobs.apply_report(job.job_id, {
+                "phase": Phase.ABORTED,
+                "error_summary": f"the job was cancelled on the cluster ({ended})"})
         else:
-            reason = status.reason or status.phase
-            self._fail(job, f"the job ended without reporting an outcome ({reason}); "
-                            f"see runner.log in the job directory")
+            self.services.jobs.apply_report(job.job_id, {
+                "phase": Phase.ERROR,
+                "error_summary": f"the job ended without reporting an outcome ({ended}); "
+                                 f"see runner.log in the job directory"})
         self.manager.release(job.native_id, job_dir)
         self.store.update(job.job_id, announce=False, cluster_state="ended")
+
+    def _follow_cluster_phase(self, job: Job, cluster_phase: str) -> None:
+        """The cluster holds the job: make the UWS phase say what it does (QUEUED, HELD,
+        SUSPENDED, EXECUTING), also when the runner's EXECUTING report was lost."""
+        if job.phase == cluster_phase:
+            return
+        values: dict[str, Any] = {"phase": cluster_phase}
+        if cluster_phase == Phase.EXECUTING and job.start_time is None:
+            values["start_time"] = utcnow()  # the runner's own report will not override it
+        elif cluster_phase == Phase.QUEUED and job.phase == Phase.EXECUTING:
+            log.warning("job %s was requeued by the cluster", job.job_id)
+        if self.store.update(job.job_id, expected_phases={job.phase}, **values):
+            log.info("job %s: %s -> %s (as the cluster says)", job.job_id, job.phase,
+                     cluster_phase)
 
     def _enforce_duration(self, job: Job) -> None:
         """Backstop of the runner's own limit: stop a job far past its executionDuration."""

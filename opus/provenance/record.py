@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from opus.activities.model import ActivityDescription
 from opus.provenance import tables as t
 from opus.provenance.capture import context_id
+from opus.provenance.templates import template_derivations
 from opus.uws.models import Job, JobResult
 
 OPUS_AGENT = "opus"
@@ -104,6 +105,7 @@ def record_run(
     connection.execute(t.was_associated_with.insert(), [
         {"activity_id": act, "agent_id": agent, "role": role} for agent, role in associations
     ])
+    used_ids = _record_inputs(connection, act, outcome.get("inputs") or (), start_time)
     entities = []
     for result in job_results:
         entities.append({
@@ -119,9 +121,38 @@ def record_run(
         connection.execute(t.was_attributed_to.insert(), [
             {"entity_id": e["id"], "agent_id": owner_agent_id(job.owner_id),
              "role": "Creator"} for e in entities])
+        # What the run asserts about derivation comes from the activity's PROV-Template
+        # (provenance_templates/{activity}.provn, or the default one derived from its
+        # description: every declared output from every input).
+        derived = template_derivations(connection, act, activity) if activity else []
+        if derived:
+            connection.execute(t.was_derived_from.insert(), derived)
     if outcome.get("bundle"):
         connection.execute(t.bundle.insert().values(activity_id=act, content=outcome["bundle"]))
     return act
+
+
+def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[str, Any]],
+                   when: dt.datetime | None) -> list[str]:
+    """Used relations for the run's inputs: a result of an earlier job is the very entity
+    that job generated (so jobs chain in the graph); an upload or a URL becomes a new
+    entity with its location, sha256 and size."""
+    used_ids = []
+    for item in inputs:
+        entity_id = item.get("entity_id")
+        if not entity_id:
+            entity_id = f"ent-{uuid.uuid4().hex}"
+            connection.execute(t.entity.insert().values(
+                id=entity_id, name=item.get("name"), location=item.get("location"),
+                sha256=item.get("sha256"), size=item.get("size")))
+        elif not connection.execute(sa.select(t.entity.c.id)
+                                    .where(t.entity.c.id == entity_id)).first():
+            continue
+        connection.execute(t.used.insert().values(
+            activity_id=act, entity_id=entity_id, role=item.get("name") or "input",
+            time=when))
+        used_ids.append(entity_id)
+    return used_ids
 
 
 def invalidate_job_entities(connection: sa.Connection, job_id: str,

@@ -121,6 +121,14 @@ def submitted_parameters() -> list[tuple[str, str]]:
     return items
 
 
+def uploaded_files() -> dict[str, Any]:
+    """Parts of a multipart/form-data POST that carry a file, by part name (UWS 1.1
+    section 2.2.3.1.1). The client's file name is ignored."""
+    if request.method != "POST" or not request.content_type.startswith("multipart/"):
+        return {}
+    return {name: upload.file for name, upload in request.files.allitems()}
+
+
 def single(name: str, values: list[tuple[str, str]]) -> str | None:
     """The one value of ``name`` (case-insensitive), None if absent."""
     found = [value for key, value in values if key.lower() == name.lower()]
@@ -161,6 +169,7 @@ def install(app: bottle.Bottle, service: JobService) -> None:
             job, quote=service.quote(job),
             result_url=lambda rid: f"{base}/results/{rid}",
             provenance_url=provenance,
+            references=service.reference_hrefs(job, base),
         ))
 
     @app.get("/rest/<activity>")
@@ -177,7 +186,7 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.post("/rest/<activity>")
     def create_job(activity: str) -> HTTPResponse:
-        job = service.create(identity(), activity, submitted_parameters())
+        job = service.create(identity(), activity, submitted_parameters(), uploaded_files())
         return see_other(job_url(activity, job.job_id))
 
     @app.get("/rest/<activity>/<job_id>")
@@ -258,8 +267,9 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.get("/rest/<activity>/<job_id>/parameters")
     def get_parameters(activity: str, job_id: str) -> HTTPResponse:
-        return xml_response(xml.parameters(service.get(identity(), activity, job_id,
-                                                       with_results=False)))
+        job = service.get(identity(), activity, job_id, with_results=False)
+        return xml_response(xml.parameters(
+            job, service.reference_hrefs(job, job_url(activity, job_id))))
 
     @app.post("/rest/<activity>/<job_id>/parameters")
     def post_parameters(activity: str, job_id: str) -> HTTPResponse:
@@ -268,6 +278,10 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.get("/rest/<activity>/<job_id>/parameters/<name>")
     def get_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:
+        upload = service.upload_file(identity(), activity, job_id, name)
+        if upload is not None:  # UWS 1.1 section 2.2.3.1.1: inline content is served here
+            return bottle.static_file(upload.name, root=str(upload.parent),
+                                      mimetype="application/octet-stream")
         job = service.get(identity(), activity, job_id, with_results=False)
         for key, value in job.parameters.items():
             if key.lower() == name.lower():

@@ -13,10 +13,11 @@ import hmac
 import logging
 import re
 import time
+import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
@@ -27,7 +28,7 @@ from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
 from opus.errors import ClientError, NotFoundError, ParameterError, PhaseError
 from opus.provenance.record import record_run
-from opus.uws import params
+from opus.uws import inputs, params
 from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
 from opus.uws.store import JobStore
 
@@ -146,8 +147,11 @@ class JobService:
 
     # -- creation and changes ----------------------------------------------------------
     def create(self, identity: Identity, activity_name: str,
-               submitted: Sequence[tuple[str, str]]) -> Job:
-        """A new job from the POSTed parameters; queued at once if PHASE=RUN."""
+               submitted: Sequence[tuple[str, str]],
+               uploads: Mapping[str, BinaryIO] | None = None) -> Job:
+        """A new job from the POSTed parameters and uploaded files; queued at once if
+        PHASE=RUN. Everything is checked before anything is written: a refused request
+        leaves no job and no file behind."""
         activity = self.registry.get(activity_name)
         control, activity_params = split_control(submitted)
         run = False
@@ -158,13 +162,28 @@ class JobService:
             run = True
         if "action" in control:
             raise ParameterError("ACTION", "not allowed at job creation")
+        given_inputs, activity_params = inputs.split_inputs(activity, activity_params)
         values = validate_parameters(activity, activity_params)
+        references = {name: inputs.resolve_reference(self.store.engine, name, value)
+                      for name, value in given_inputs.items()}
+        upload_names = self._upload_names(activity, uploads or {}, references)
+        missing = [e.name for e in activity.used
+                   if e.name not in references and e.name not in upload_names.values()]
+        if missing:
+            raise ParameterError(missing[0], "required: an uploaded file, a URL, or the "
+                                             "identifier of an earlier result")
         now = utcnow()
         execution_duration = self._execution_duration(activity, control.get("executionduration"))
         destruction = self._destruction(now, control.get("destruction"))
         run_id = _run_id(control)
+        job_id = uuid.uuid4().hex
+        job_dir = job_directory(self.settings, job_id)
+        for part, name in upload_names.items():
+            inputs.save_upload(job_dir, name, (uploads or {})[part], self.settings.max_body)
+            references[name] = inputs.UPLOAD_PREFIX + name
+        values.update(references)
         job = Job(
-            job_id=uuid.uuid4().hex,
+            job_id=job_id,
             activity=activity.name,
             phase=Phase.QUEUED if run else Phase.PENDING,
             creation_time=now,
@@ -174,8 +193,64 @@ class JobService:
             run_id=run_id,
             destruction=destruction,
         )
-        self.store.insert(job)
+        try:
+            self.store.insert(job)
+        except Exception:
+            shutil.rmtree(job_dir, ignore_errors=True)  # no orphaned uploads
+            raise
         return job
+
+    @staticmethod
+    def _upload_names(activity: ActivityDescription, uploads: Mapping[str, BinaryIO],
+                      references: Mapping[str, str]) -> dict[str, str]:
+        """{multipart part name: used entity name}, refusing parts that are no file input
+        of the activity or that duplicate an input given by reference."""
+        names: dict[str, str] = {}
+        for part in uploads:
+            entity = inputs.used_entity(activity, part)
+            if entity is None:
+                accepted = ", ".join(e.name for e in activity.used) or "none"
+                raise ParameterError(part[:100], f"is not a file input of {activity.name} "
+                                                 f"(file inputs: {accepted})")
+            if entity.name in references or entity.name in names.values():
+                raise ParameterError(entity.name, "given more than once")
+            names[part] = entity.name
+        return names
+
+    def reference_hrefs(self, job: Job, job_url: str) -> dict[str, str]:
+        """{parameter: URL} of the job's inputs given by reference, for byReference
+        parameters (UWS 1.1 section 2.2.2.4)."""
+        try:
+            activity = self.registry.get(job.activity)
+        except NotFoundError:
+            return {}
+        hrefs = {}
+        for entity in activity.used:
+            value = job.parameters.get(entity.name)
+            if value is None:
+                continue
+            kind = inputs.kind_of(value)
+            if kind == "upload":
+                hrefs[entity.name] = f"{job_url}/parameters/{entity.name}"
+            elif kind == "entity":
+                hrefs[entity.name] = (f"{self.settings.base_url}/provsap?ID="
+                                      f"{value[len(inputs.ENTITY_PREFIX):]}")
+            else:
+                hrefs[entity.name] = value
+        return hrefs
+
+    def upload_file(self, identity: Identity, activity: str, job_id: str,
+                    name: str) -> Path | None:
+        """The uploaded file behind parameter ``name``, or None if it is no upload."""
+        job = self.get(identity, activity, job_id, with_results=False)
+        for key, value in job.parameters.items():
+            if key.lower() == name.lower() and inputs.kind_of(value) == "upload":
+                path = inputs.upload_path(job_directory(self.settings, job_id), key)
+                if not path.is_file():
+                    raise NotFoundError(f"the upload {key} of job {job_id} is no longer "
+                                        f"available")
+                return path
+        return None
 
     def _execution_duration(self, activity: ActivityDescription, text: str | None) -> int:
         if text is None:
@@ -270,7 +345,10 @@ class JobService:
         if action is not None and action.strip().upper() not in {"RUN", "ABORT"}:
             raise ParameterError("PHASE", f"must be RUN or ABORT (got {params.shown(action)})")
         description = self.registry.get(activity)
+        given_inputs, activity_params = inputs.split_inputs(description, activity_params)
         changes = validate_parameters(description, activity_params, partial=True)
+        changes.update({name: inputs.resolve_reference(self.store.engine, name, value)
+                        for name, value in given_inputs.items()})
         values: dict[str, Any] = {}
         if changes:
             values["parameters"] = {**job.parameters, **changes}

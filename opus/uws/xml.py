@@ -7,7 +7,7 @@ Element order follows the schema's ``JobSummary`` sequence; every document carri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from lxml import etree
 
@@ -56,10 +56,16 @@ def job_list(refs: Iterable[JobRef], job_url: Callable[[str], str]) -> bytes:
     return _tostring(root)
 
 
-def _fill_parameters(container: etree._Element, job: Job) -> etree._Element:
+def _fill_parameters(container: etree._Element, job: Job,
+                     references: Mapping[str, str]) -> etree._Element:
+    """Parameters; inputs given by reference carry their URL and byReference="true"
+    (UWS 1.1 section 2.2.2.4)."""
     for name, value in job.parameters.items():
-        element = _el(container, "parameter", value)
+        href = references.get(name)
+        element = _el(container, "parameter", value if href is None else href)
         element.set("id", name)
+        if href is not None:
+            element.set("byReference", "true")
     return container
 
 
@@ -82,6 +88,7 @@ def job(
     quote: dt.datetime | None,
     result_url: Callable[[str], str],
     provenance_url: str | None = None,
+    references: Mapping[str, str] | None = None,
 ) -> bytes:
     root = etree.Element(f"{{{UWS}}}job", nsmap=NSMAP)
     root.set("version", "1.1")
@@ -96,7 +103,7 @@ def job(
     _el(root, "endTime", _time(job.end_time), nillable=True)
     _el(root, "executionDuration", str(int(job.execution_duration)))
     _el(root, "destruction", _time(job.destruction), nillable=True)
-    _fill_parameters(_el(root, "parameters"), job)
+    _fill_parameters(_el(root, "parameters"), job, references or {})
     _fill_results(_el(root, "results"), job, result_url)
     if job.error_summary is not None and job.phase in {"ERROR", "ABORTED"}:
         summary = _el(root, "errorSummary")
@@ -112,9 +119,9 @@ def job(
     return _tostring(root)
 
 
-def parameters(job: Job) -> bytes:
+def parameters(job: Job, references: Mapping[str, str] | None = None) -> bytes:
     root = etree.Element(f"{{{UWS}}}parameters", nsmap=NSMAP)
-    return _tostring(_fill_parameters(root, job))
+    return _tostring(_fill_parameters(root, job, references or {}))
 
 
 def results(job: Job, result_url: Callable[[str], str]) -> bytes:

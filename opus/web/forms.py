@@ -13,8 +13,8 @@ integer scalar                ``type="number" step="1"`` with ``min`` / ``max`` 
                               bounds moved by one; else the datatype's range)
 float scalar                  ``type="number" step="any"`` with inclusive ``min`` / ``max``
 xtype or utype says URL       ``type="url"``
-xtype application/            ``type="file"`` (uploads are not accepted yet: a posted file
-octet-stream                  gets a 400 naming the parameter)
+used entity (UsageDescription) ``type="file"`` beside a text field for a URL or the
+                              identifier of an earlier result
 anything else (text, arrays)  ``type="text"`` (``maxlength`` for a bounded char arraysize)
 ============================  ================================================================
 
@@ -34,6 +34,7 @@ from opus.activities.model import (
     FLOAT_DATATYPES,
     INTEGER_DATATYPES,
     ActivityDescription,
+    EntityDescription,
     ParameterDescription,
 )
 from opus.activities.validation import INTEGER_RANGES, parse_arraysize
@@ -107,7 +108,9 @@ def _field(p: ParameterDescription, value: str | None, invalid: bool) -> str:
     if kind == "text" and p.datatype not in ("char", "unicodeChar"):
         help_parts.append(f"(space-separated {p.datatype} values)")
     if kind == "file":
-        help_parts.append("File uploads are not accepted yet.")
+        # Files reach an activity as used entities (the "Inputs" above); a file-typed
+        # PARAM has no way in yet.
+        help_parts.append("File uploads are not accepted yet for a parameter.")
     help_text = " ".join(part for part in help_parts if part)
     common = f'id="{esc(ident)}" name="{esc(p.name)}" aria-describedby="{esc(ident)}-help"'
     if invalid:
@@ -162,7 +165,8 @@ def render_form(activity: ActivityDescription, action: str,
 
     required = [field(p) for p in activity.parameters if p.required]
     optional = [field(p) for p in activity.parameters if not p.required]
-    has_file = any(input_kind(p) == "file" for p in activity.parameters)
+    has_file = bool(activity.used) or any(input_kind(p) == "file"
+                                          for p in activity.parameters)
     enctype = ' enctype="multipart/form-data"' if has_file else ""
 
     parts = [f"<h1>{esc(activity.name)}</h1>"]
@@ -173,6 +177,8 @@ def render_form(activity: ActivityDescription, action: str,
     if error:
         parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
     parts.append(f'<form method="post" action="{esc(action)}"{enctype}>')
+    parts += [_input_field(entity, values.get(entity.name.lower()),
+                           invalid == entity.name.lower()) for entity in activity.used]
     parts += required
     if optional:
         parts.append("<details><summary>Optional parameters</summary>")
@@ -199,18 +205,34 @@ def render_form(activity: ActivityDescription, action: str,
     return page(f"OPUS: {activity.name}", "\n".join(parts))
 
 
+def _input_field(entity: EntityDescription, value: str | None, invalid: bool) -> str:
+    """A used entity (ProvenanceDM UsageDescription): a file to upload, or a URL or the
+    identifier of an earlier result typed in the same-named text field."""
+    ident = f"i-{entity.name}"
+    marker = ' aria-invalid="true"' if invalid else ""
+    kind = f" ({esc(entity.content_type)})" if entity.content_type else ""
+    return (
+        f'<div class="field"><label for="{esc(ident)}">{esc(entity.name)}</label>'
+        f'<input type="file" id="{esc(ident)}" name="{esc(entity.name)}"{marker}>'
+        f'<input type="text" name="{esc(entity.name)}" value="{esc(value or "")}" '
+        f'placeholder="or a URL, or opus:ent-... of an earlier result"{marker}>'
+        f'<span class="help">{esc(entity.description or "")}{kind}</span></div>')
+
+
 def form_parameters(activity: ActivityDescription, items: Sequence[tuple[str, str]],
                     files: Sequence[str] = ()) -> list[tuple[str, str]]:
     """The (name, value) pairs a posted form stands for, ready for ``JobService.create``.
 
-    Empty control fields are dropped (they mean "the default"), every boolean parameter
-    whose checkbox was not sent becomes ``false``, and ``files`` (names of non-empty file
-    parts) are refused: uploads are not accepted yet.
+    Empty control fields and empty input fields are dropped (they mean "the default" or
+    "not given here"), the text field of an input whose file was uploaded (``files``) is
+    dropped, and every boolean parameter whose checkbox was not sent becomes ``false``.
     """
-    for name in files:
-        raise ParameterError(name, "file uploads are not accepted yet")
+    inputs = {entity.name.lower() for entity in activity.used}
+    uploaded = {name.lower() for name in files}
     result = [(name, value) for name, value in items
-              if not (name.upper() in CONTROL_FIELDS and value.strip() == "")]
+              if not (name.upper() in CONTROL_FIELDS and value.strip() == "")
+              and not (name.lower() in inputs and (not value.strip()
+                                                   or name.lower() in uploaded))]
     sent = {name.lower() for name, _ in result}
     for p in activity.parameters:
         if input_kind(p) == "checkbox" and p.name.lower() not in sent:

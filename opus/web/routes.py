@@ -129,11 +129,13 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService)
     def submit_form(name: str) -> HTTPResponse:
         activity = registry.get(name)
         items = submitted_parameters()
-        files = [key for key, upload in request.files.allitems() if upload.filename]
+        uploads = {key: upload.file for key, upload in request.files.allitems()
+                   if upload.filename}
         values = {key: value for key, value in items}
         try:
             job = service.create(identity(), activity.name,
-                                 forms.form_parameters(activity, items, files))
+                                 forms.form_parameters(activity, items, list(uploads)),
+                                 uploads)
         except ClientError as error:
             if error.status != 400:
                 raise

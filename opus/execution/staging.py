@@ -1,0 +1,85 @@
+"""Staging a job's file inputs into its working directory before it is submitted.
+
+Uploads and results of earlier jobs are already on the server's shared file system: they
+are linked (or copied) into ``JOB_DIR/work`` under the file name the activity description
+declares, never under a name a client chose. URLs are left to the runner, which fetches
+them on the node with size and time limits. Each input is described in ``job.json`` so that
+the runner can hash it and the provenance record can say exactly what was used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from opus.activities.model import ActivityDescription
+from opus.config import Settings
+from opus.provenance import tables as prov
+from opus.uws import inputs
+from opus.uws.models import Job
+from opus.uws.tables import results
+
+
+class StagingError(RuntimeError):
+    """An input cannot be provided (its source is gone); the job ends in ERROR."""
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)  # same file system: no copy, same bytes
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def stage_inputs(settings: Settings, engine: sa.Engine, activity: ActivityDescription,
+                 job: Job, job_dir: Path) -> list[dict[str, Any]]:
+    """Put the job's inputs in place; returns their descriptions for ``job.json``."""
+    staged = []
+    for entity in activity.used:
+        value = job.parameters.get(entity.name)
+        if value is None:
+            continue
+        filename = entity.default_filename or entity.name
+        target = job_dir / "work" / filename
+        kind = inputs.kind_of(value)
+        spec: dict[str, Any] = {"name": entity.name, "filename": filename, "kind": kind}
+        if kind == "upload":
+            _link_or_copy(inputs.upload_path(job_dir, entity.name), target)
+            spec["location"] = (f"{settings.base_url}/rest/{job.activity}/{job.job_id}"
+                                f"/parameters/{entity.name}")
+        elif kind == "entity":
+            entity_id = value[len(inputs.ENTITY_PREFIX):]
+            source, location = _result_file(settings, engine, entity.name, entity_id)
+            _link_or_copy(source, target)
+            spec.update(entity_id=entity_id, location=location)
+        else:
+            spec.update(url=value, location=value)
+        staged.append(spec)
+    return staged
+
+
+def _result_file(settings: Settings, engine: sa.Engine, name: str,
+                 entity_id: str) -> tuple[Path, str]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(prov.entity.c.job_id, prov.entity.c.result_id, prov.entity.c.location,
+                      results.c.path)
+            .select_from(prov.entity.join(
+                results, sa.and_(results.c.job_id == prov.entity.c.job_id,
+                                 results.c.result_id == prov.entity.c.result_id)))
+            .where(prov.entity.c.id == entity_id)
+        ).first()
+    if row is None:
+        raise StagingError(f"input {name}: the result {entity_id} is no longer available")
+    base = (settings.jobs_dir / row.job_id).resolve()
+    source = (base / row.path).resolve()
+    if not source.is_relative_to(base) or not source.is_file():
+        raise StagingError(f"input {name}: the file of result {entity_id} is gone")
+    return source, row.location

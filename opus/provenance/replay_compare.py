@@ -1,0 +1,165 @@
+"""The outcome of a replay: new products against the originals (``GET /provenance/replay/ID``).
+
+The comparison reads only the provenance record (ProvenanceDM 1.0: the Entities each
+Activity generated, with their sha256), so it still works after either job was deleted.
+It is computed the first time it is asked for after the new run ended, then stored with the
+replay (a conditional UPDATE: two concurrent first readers store it once), together with the
+pairs (new entity, original entity) — the new product regenerates the old one, PROV-DM
+``alternateOf``.
+
+Per result id the verdict is "identical" (same sha256), "different", "missing" (the new run
+did not make it), "extra" (only the new run made it) or "unknown" (a sha256 was not
+recorded). The overall verdict is "identical" when the new run ended in the same phase as the
+original and every result is identical, else "different".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from opus.errors import NotFoundError
+from opus.provenance import tables as t
+from opus.provenance.record import activity_id as activity_of_job
+from opus.provenance.record import insert_ignore
+from opus.provenance.replay import recorded_inputs, write_transaction
+from opus.provenance.replay_tables import replay, replay_pair
+from opus.uws import params
+from opus.uws.models import utcnow
+from opus.uws.service import plausible_job_id
+
+if TYPE_CHECKING:
+    from opus.app import Services
+
+RELATION = "prov:alternateOf"
+
+
+def _generated(connection: sa.Connection, activity_id: str) -> dict[str, dict[str, Any]]:
+    """{result id: entity row} of the products of a run."""
+    e, g = t.entity, t.was_generated_by
+    rows = connection.execute(sa.select(e).join(g, g.c.entity_id == e.c.id)
+                              .where(g.c.activity_id == activity_id))
+    return {(row.result_id or row.name or row.id): dict(row._mapping) for row in rows}
+
+
+def _verdict(original: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
+    if original is None:
+        return "extra"
+    if new is None:
+        return "missing"
+    if not original["sha256"] or not new["sha256"]:
+        return "unknown"
+    return "identical" if original["sha256"] == new["sha256"] else "different"
+
+
+def _side(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"entity": f"opus:{row['id']}", "sha256": row["sha256"], "size": row["size"]}
+
+
+def compare(connection: sa.Connection, original: dict[str, Any],
+            new: dict[str, Any]) -> dict[str, Any]:
+    """The comparison of two recorded runs (activity rows)."""
+    before, after = _generated(connection, original["id"]), _generated(connection, new["id"])
+    results = []
+    for result_id in sorted(set(before) | set(after)):
+        results.append({"result_id": result_id, "original": _side(before.get(result_id)),
+                        "new": _side(after.get(result_id)),
+                        "verdict": _verdict(before.get(result_id), after.get(result_id))})
+    inputs_before = recorded_inputs(connection, original["id"])
+    inputs_after = recorded_inputs(connection, new["id"])
+    inputs = [{"role": role, "original": _side(inputs_before.get(role)),
+               "new": _side(inputs_after.get(role)),
+               "verdict": _verdict(inputs_before.get(role), inputs_after.get(role))}
+              for role in sorted(set(inputs_before) | set(inputs_after))]
+    same_phase = original["phase"] == new["phase"]
+    identical = same_phase and all(r["verdict"] == "identical" for r in results)
+    return {"verdict": "identical" if identical else "different",
+            "phases": {"original": original["phase"], "new": new["phase"]},
+            "results": results, "inputs": inputs}
+
+
+def _store(services: "Services", new_job_id: str, comparison: dict[str, Any]) -> None:
+    pairs = [{"new_entity_id": r["new"]["entity"].removeprefix("opus:"),
+              "original_entity_id": r["original"]["entity"].removeprefix("opus:"),
+              "new_job_id": new_job_id, "result_id": r["result_id"], "verdict": r["verdict"]}
+             for r in comparison["results"] if r["original"] and r["new"]]
+    with write_transaction(services.store.engine) as connection:
+        stored = connection.execute(
+            replay.update()
+            .where(replay.c.new_job_id == new_job_id, replay.c.compared_at.is_(None))
+            .values(compared_at=utcnow(), verdict=comparison["verdict"],
+                    comparison=json.dumps(comparison))
+        ).rowcount
+        if stored:
+            insert_ignore(connection, replay_pair, pairs)
+
+
+def _job_json(row: dict[str, Any] | None, job_id: str | None, activity: str | None,
+              root_url: str) -> dict[str, Any]:
+    return {
+        "activity_id": f"opus:{row['id']}" if row else None,
+        "job_id": job_id,
+        "job_url": f"{root_url}/rest/{activity}/{job_id}" if job_id and activity else None,
+        "activity": activity,
+        "version": row["description_version"] if row else None,
+        "phase": row["phase"] if row else None,
+        "end_time": params.format_datetime(row["end_time"]) or None if row else None,
+        "provenance_url": f"{root_url}/provsap?ID=opus:{row['id']}" if row else None,
+    }
+
+
+def replay_status(services: "Services", new_job_id: str, root_url: str) -> dict[str, Any]:
+    """The replay whose new job is ``new_job_id``, compared once the new run has ended."""
+    engine = services.store.engine
+    if not plausible_job_id(new_job_id):
+        raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
+    with engine.connect() as connection:
+        record = connection.execute(sa.select(replay)
+                                    .where(replay.c.new_job_id == new_job_id)).first()
+        if record is None:
+            raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
+        original = dict(connection.execute(sa.select(t.activity).where(
+            t.activity.c.id == record.original_activity_id)).one()._mapping)
+        new_row = connection.execute(sa.select(t.activity).where(
+            t.activity.c.id == activity_of_job(new_job_id))).first()
+        new = dict(new_row._mapping) if new_row else None
+        # The new run's record is written in the transaction that ends its job: once it
+        # is there, the run is over and the comparison final.
+        fresh = (compare(connection, original, new)
+                 if record.compared_at is None and new is not None else None)
+    if fresh is not None:
+        _store(services, new_job_id, fresh)
+        with engine.connect() as connection:
+            record = connection.execute(sa.select(replay)
+                                        .where(replay.c.new_job_id == new_job_id)).one()
+    job = services.store.get(new_job_id, with_results=False)
+    checks = json.loads(record.checks)
+    comparison = json.loads(record.comparison) if record.comparison else None
+    new_json = _job_json(new, new_job_id, original["name"], root_url)
+    if job is not None:
+        new_json["phase"] = job.phase
+    answer: dict[str, Any] = {
+        "replay": f"{root_url}/provenance/replay/{new_job_id}",
+        "requested": record.requested_id,
+        "original": _job_json(original, record.original_job_id, original["name"], root_url),
+        "new": new_json,
+        "forced": bool(record.forced),
+        "overridden": checks.get("overridden", []),
+        "notes": checks.get("notes", []),
+        "created": params.format_datetime(record.created),
+        "status": "compared" if comparison else "waiting",
+        "compared": params.format_datetime(record.compared_at) or None,
+        "verdict": comparison["verdict"] if comparison else None,
+        "phases": comparison["phases"] if comparison else None,
+        "results": comparison["results"] if comparison else [],
+        "inputs": comparison["inputs"] if comparison else [],
+        "pairs": [{"new": r["new"]["entity"], "original": r["original"]["entity"],
+                   "result_id": r["result_id"], "relation": RELATION, "verdict": r["verdict"]}
+                  for r in (comparison["results"] if comparison else [])
+                  if r["original"] and r["new"]],
+    }
+    return answer

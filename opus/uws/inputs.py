@@ -1,0 +1,121 @@
+"""Inputs that are files: the entities an activity uses (ProvenanceDM UsageDescription).
+
+A used entity called ``N`` is given like a parameter ``N``, in one of three ways:
+
+- an upload: a multipart/form-data part named ``N`` (UWS 1.1 section 2.2.3.1.1, DALI
+  ``param:`` scheme); the job's parameter is then ``param:N`` and the bytes are served at
+  ``/{jobs}/{job-id}/parameters/N``;
+- a URL (http or https only), fetched by the runner with size and time limits;
+- a result of an earlier job, by its entity identifier (``opus:ent-...``) or by its result
+  URL on this server; jobs chain this way and the provenance record links them.
+
+Each appears as a ``byReference="true"`` parameter of the job. File names sent by clients
+are never used: an input is stored under the entity's name and staged under the file name
+the activity description declares.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from opus.activities.model import ActivityDescription, EntityDescription
+from opus.errors import ParameterError, PayloadTooLargeError
+from opus.provenance import tables as prov
+
+UPLOAD_PREFIX = "param:"
+ENTITY_PREFIX = "opus:"
+_ENTITY = re.compile(r"^(?:opus:)?(ent-[0-9a-f]{32})$")
+_RESULT_PATH = re.compile(r"/rest/([^/]+)/([0-9a-f]{32})/results/([^/?#]+)$")
+
+
+def used_entity(activity: ActivityDescription, name: str) -> EntityDescription | None:
+    """The used entity called ``name`` (case-insensitive, like every parameter name)."""
+    wanted = name.lower()
+    return next((e for e in activity.used if e.name.lower() == wanted), None)
+
+
+def split_inputs(activity: ActivityDescription, submitted: Mapping[str, str]
+                 ) -> tuple[dict[str, str], dict[str, str]]:
+    """(inputs by entity name, the other parameters)."""
+    inputs: dict[str, str] = {}
+    rest: dict[str, str] = {}
+    for name, value in submitted.items():
+        entity = used_entity(activity, name)
+        if entity is None:
+            rest[name] = value
+        else:
+            inputs[entity.name] = value
+    return inputs, rest
+
+
+def kind_of(value: str) -> str:
+    """'upload', 'entity' or 'url' for a stored input value."""
+    if value.startswith(UPLOAD_PREFIX):
+        return "upload"
+    if value.startswith(ENTITY_PREFIX):
+        return "entity"
+    return "url"
+
+
+def resolve_reference(engine: sa.Engine, name: str, value: str) -> str:
+    """The stored form of an input given by reference, or a ParameterError naming it."""
+    text = value.strip()
+    match = _ENTITY.match(text)
+    if match is None:
+        parts = urlsplit(text)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ParameterError(name, "must be an http(s) URL, the identifier of an earlier "
+                                       "result (opus:ent-...), or an uploaded file")
+        result = _RESULT_PATH.search(parts.path)
+        if result is None:
+            return text  # somewhere else: the runner fetches it
+        entity_id = _entity_of_result(engine, result.group(2), result.group(3))
+        if entity_id is None:
+            return text  # a result URL of another server that looks like ours
+    else:
+        entity_id = match.group(1)
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(prov.entity.c.invalidated_at_time).where(prov.entity.c.id == entity_id)
+        ).first()
+    if row is None:
+        raise ParameterError(name, f"no result {entity_id} is known here")
+    if row.invalidated_at_time is not None:
+        raise ParameterError(name, f"the result {entity_id} was deleted")
+    return ENTITY_PREFIX + entity_id
+
+
+def _entity_of_result(engine: sa.Engine, job_id: str, result_id: str) -> str | None:
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.select(prov.entity.c.id).where(prov.entity.c.job_id == job_id,
+                                              prov.entity.c.result_id == result_id)
+        ).scalar()
+
+
+def upload_path(job_dir: Path, name: str) -> Path:
+    return job_dir / "uploads" / name
+
+
+def save_upload(job_dir: Path, name: str, stream: BinaryIO, limit: int) -> int:
+    """Copy an uploaded part to the job directory; 413 (and nothing kept) past ``limit``."""
+    target = upload_path(job_dir, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with open(target, "wb") as out:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            size += len(block)
+            if size > limit:
+                out.close()
+                shutil.rmtree(job_dir, ignore_errors=True)
+                raise PayloadTooLargeError(f"{name}: the upload exceeds the limit of "
+                                           f"{limit} bytes")
+            out.write(block)
+    return size

@@ -101,6 +101,16 @@ def write_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[None]:
     return lock()
 
 
+@contextlib.contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One write transaction: SQLite writers queue on the file lock, then BEGIN IMMEDIATE
+    (see :func:`make_engine`); on PostgreSQL a plain transaction."""
+    with write_lock(engine), engine.connect() as connection:
+        connection.execution_options(write=True)
+        with connection.begin():
+            yield connection
+
+
 def alembic_config(engine: sa.Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

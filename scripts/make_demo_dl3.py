@@ -49,7 +49,6 @@ FOV_MAX = 3.0  # deg: IRFs tabulated up to this offset; events drawn up to FOV_M
 
 def make_irfs():
     """Analytic CTA-like IRFs built with gammapy's IRF classes."""
-    import astropy.units as u
     from gammapy.irf import Background3D, EffectiveAreaTable2D, EnergyDispersion2D, PSF3D
     from gammapy.maps import MapAxis
 

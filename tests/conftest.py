@@ -8,7 +8,6 @@ when ``OPUS_REQUIRE_POSTGRES=1`` (CI), where they fail instead.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -16,7 +16,6 @@ from opus.activities.model import (
     ParameterDescription,
 )
 from opus.activities.votable import write_activity
-from opus.errors import ParameterError
 from opus.web.forms import form_parameters, render_form
 from test_datalink import EVERY_KIND
 

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -135,7 +134,6 @@ def test_gammapy_maps_end_to_end(server: Server, demo_store: Path) -> None:
     provenance = server.session.get(f"{server.url}/provsap",
                                     params={"ID": job_id, "DIRECTION": "FORTH"})
     assert provenance.status_code == 200
-    import gammapy
     assert f"gammapy=={gammapy.__version__}" in provenance.text
     for item in summary["input_files"]:
         digest = hashlib.sha256(Path(item["path"]).read_bytes()).hexdigest()

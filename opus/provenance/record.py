@@ -105,7 +105,7 @@ def record_run(
     connection.execute(t.was_associated_with.insert(), [
         {"activity_id": act, "agent_id": agent, "role": role} for agent, role in associations
     ])
-    used_ids = _record_inputs(connection, act, outcome.get("inputs") or (), start_time)
+    _record_inputs(connection, act, outcome.get("inputs") or (), start_time)
     entities = []
     for result in job_results:
         entities.append({
@@ -133,11 +133,10 @@ def record_run(
 
 
 def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[str, Any]],
-                   when: dt.datetime | None) -> list[str]:
+                   when: dt.datetime | None) -> None:
     """Used relations for the run's inputs: a result of an earlier job is the very entity
     that job generated (so jobs chain in the graph); an upload or a URL becomes a new
     entity with its location, sha256 and size."""
-    used_ids = []
     for item in inputs:
         entity_id = item.get("entity_id")
         if not entity_id:
@@ -151,8 +150,6 @@ def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[st
         connection.execute(t.used.insert().values(
             activity_id=act, entity_id=entity_id, role=item.get("name") or "input",
             time=when))
-        used_ids.append(entity_id)
-    return used_ids
 
 
 def invalidate_job_entities(connection: sa.Connection, job_id: str,

@@ -26,12 +26,11 @@ to the one it regenerates (``prov_replay_pair``, in PROV-DM terms ``alternateOf`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -40,8 +39,9 @@ import sqlalchemy as sa
 
 from opus.activities.model import ActivityDescription
 from opus.auth import Identity
-from opus.db import write_lock
+from opus.db import write_transaction
 from opus.errors import ClientError, NotFoundError, ParameterError
+from opus.execution.runner import sha256_of
 from opus.provenance import tables as t
 from opus.provenance.provsap import local_id
 from opus.provenance.replay_tables import replay
@@ -76,23 +76,6 @@ class Checks:
     notes: list[str] = field(default_factory=list)
     #: Uploaded inputs to send again: {input name: file}.
     uploads: dict[str, Path] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A write transaction as the job store makes them (SQLite: file lock, BEGIN IMMEDIATE)."""
-    with write_lock(engine), engine.connect() as connection:
-        connection.execution_options(write=True)
-        with connection.begin():
-            yield connection
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _boolean(name: str, text: str | None) -> bool:
@@ -178,7 +161,7 @@ def check_activity(checks: Checks, row: dict[str, Any],
     current: str | None = None
     if activity.source is not None:
         try:
-            current = sha256_file(activity.source)
+            current = sha256_of(activity.source)
         except OSError:
             current = None
     recorded = row["description_sha256"]
@@ -249,7 +232,7 @@ def check_inputs(checks: Checks, connection: sa.Connection, jobs_dir: Path,
                 if path is None:
                     checks.blocking.append(f"input {name}: the file of result {entity_id} "
                                            f"is gone")
-                elif entity.sha256 and sha256_file(path) != entity.sha256:
+                elif entity.sha256 and sha256_of(path) != entity.sha256:
                     checks.problems.append(f"input {name}: the bytes of result {entity_id} "
                                            f"changed since the run")
         elif value.startswith(UPLOAD_PREFIX):
@@ -259,7 +242,7 @@ def check_inputs(checks: Checks, connection: sa.Connection, jobs_dir: Path,
                 checks.blocking.append(f"input {name}: the uploaded file is no longer kept "
                                        f"(its job was deleted); upload it to a new job")
                 continue
-            if recorded and sha256_file(path) != recorded:
+            if recorded and sha256_of(path) != recorded:
                 checks.problems.append(f"input {name}: the uploaded file changed since "
                                        f"the run")
             checks.uploads[name] = path

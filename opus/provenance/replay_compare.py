@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from opus.db import write_transaction
 from opus.errors import NotFoundError
 from opus.provenance import tables as t
 from opus.provenance.record import activity_id as activity_of_job
 from opus.provenance.record import insert_ignore
-from opus.provenance.replay import recorded_inputs, write_transaction
+from opus.provenance.replay import recorded_inputs
 from opus.provenance.replay_tables import replay, replay_pair
 from opus.uws import params
 from opus.uws.models import utcnow

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opus.db import write_lock
+from opus.db import write_transaction
 from opus.provenance.record import invalidate_job_entities
 from opus.uws.events import JobEvents, Message
 from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
@@ -62,12 +62,10 @@ class JobStore:
     @contextlib.contextmanager
     def _write(self, messages: list[Message]) -> Iterator[sa.Connection]:
         """One write transaction; ``messages`` (filled by the caller) are announced with it."""
-        with write_lock(self.engine), self.engine.connect() as connection:
-            connection.execution_options(write=True)
-            with connection.begin():
-                yield connection
-                if messages:
-                    self.events.publish_in_transaction(connection, messages)
+        with write_transaction(self.engine) as connection:
+            yield connection
+            if messages:
+                self.events.publish_in_transaction(connection, messages)
         if messages:
             self.events.publish_after_commit(messages)
 

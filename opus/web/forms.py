@@ -38,7 +38,6 @@ from opus.activities.model import (
     ParameterDescription,
 )
 from opus.activities.validation import INTEGER_RANGES, parse_arraysize
-from opus.errors import ParameterError
 from opus.web.html import esc, page
 
 __all__ = ["FILE_XTYPE", "form_parameters", "input_kind", "render_form"]

@@ -17,6 +17,7 @@ from opus.uws import routes
 from opus.uws.events import JobEvents, make_events
 from opus.uws.service import JobService
 from opus.uws.store import JobStore
+from opus.web import links as datalink_links
 from opus.web import routes as web_routes
 
 log = logging.getLogger("opus")
@@ -66,11 +67,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     provenance_search_routes.install(app, services)
     provenance_template_routes.install(app, services)
     web_routes.install(app, services.registry, services.jobs)
+    datalink_links.install(app, services)
 
     @app.get("/")
     def index() -> dict[str, object]:
         return {"service": "OPUS", "activities": services.registry.names(),
                 "job_lists": {name: f"{routes.root_url()}/rest/{name}"
-                              for name in services.registry.names()}}
+                              for name in services.registry.names()},
+                "datalink_links": f"{routes.root_url()}{datalink_links.LINKS_PATH}"}
 
     return app

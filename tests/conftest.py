@@ -8,6 +8,7 @@ when ``OPUS_REQUIRE_POSTGRES=1`` (CI), where they fail instead.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -213,6 +214,31 @@ def server_factory(backend: str, tmp_path: Path,
         srv.stop()
     for url in databases:
         _drop_pg_database(request.getfixturevalue("postgres_admin_url"), url)
+
+
+def slurm_problem() -> str | None:
+    """Why the SLURM cluster cannot be used (None: sbatch is there and slurmctld answers)."""
+    if shutil.which("sbatch") is None:
+        return "sbatch is not on PATH (run scripts/slurm_cluster.sh install && start)"
+    try:
+        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol ping failed: {exc}"
+    if proc.returncode != 0 or "UP" not in proc.stdout:
+        return f"slurmctld does not answer: {proc.stdout.strip()} {proc.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_available() -> bool:
+    """A working SLURM cluster (scripts/slurm_cluster.sh start): skip without one, or fail
+    when OPUS_REQUIRE_SLURM=1 (CI)."""
+    problem = slurm_problem()
+    if problem:
+        if os.environ.get("OPUS_REQUIRE_SLURM") == "1":
+            pytest.fail(f"OPUS_REQUIRE_SLURM=1 but {problem}", pytrace=False)
+        pytest.skip(problem)
+    return True
 
 
 def _create_pg_database(admin: str) -> str:

@@ -32,7 +32,7 @@ from astropy.io import fits  # noqa: E402
 from astropy.table import Table  # noqa: E402
 from astropy.wcs import WCS  # noqa: E402
 
-from conftest import ROOT, UWS_NS, Server  # noqa: E402
+from conftest import ROOT, UWS_NS, Server, start_server  # noqa: E402
 from opus.activities.check import check_files  # noqa: E402
 
 SOURCE = (83.63, 22.01)  # scripts/make_demo_dl3.py SOURCE_RA / SOURCE_DEC
@@ -174,3 +174,28 @@ def test_server_rejects_out_of_range_parameters(server: Server) -> None:
     response = server.session.post(server.rest("gammapy_maps"), allow_redirects=False,
                                    data={"datastore": "/x", "projection": "AIT"})
     assert response.status_code == 400 and "projection" in response.text
+
+
+def test_gammapy_maps_on_slurm(slurm_available: bool, demo_store: Path,
+                               tmp_path: Path) -> None:
+    """The same science through the SLURM cluster (on SQLite only: the store is tested on
+    both backends above)."""
+    srv = start_server(tmp_path / "srv", "", manager="slurm")
+    try:
+        check_slurm_run(srv, demo_store)
+    finally:
+        srv.stop()
+
+
+def check_slurm_run(srv: Server, demo_store: Path) -> None:
+    job_url = srv.create("gammapy_maps", datastore=str(demo_store), **PARAMS)
+    document = srv.wait_final(job_url, timeout=180)
+    assert document.findtext("uws:phase", namespaces=UWS_NS) == "COMPLETED", \
+        srv.session.get(f"{job_url}/results/stderr").text
+    counts = fits.open(io.BytesIO(srv.session.get(f"{job_url}/results/counts").content))[0]
+    wcs = WCS(counts.header).celestial
+    assert int(round(float(counts.data.sum()))) == expected_counts(
+        demo_store, wcs, counts.data.shape[1:], 0.3, 30.0, 2.0)
+    provenance = srv.session.get(f"{srv.url}/provsap",
+                                 params={"ID": job_url.rsplit("/", 1)[1], "DIRECTION": "FORTH"})
+    assert "SLURM_JOB_ID" in provenance.text  # the context records where it ran

@@ -4,6 +4,20 @@ Each handler reads the request, calls the service, and shapes the answer: XML do
 ``text/plain`` for the atomic job properties, 303 after every change. Client mistakes raise
 :mod:`opus.errors` exceptions; :func:`error_plugin` turns them into their status with a
 plain-text message, in this one place.
+
+Every resource also has a JSON form (:mod:`opus.uws.json_documents`), chosen by ``Accept``:
+
+- the XML documents (job, job list, parameters, results) are answered in JSON when the
+  client prefers ``application/json`` to ``application/xml`` and ``text/xml`` (q values
+  respected). No ``Accept``, ``*/*``, or a tie give XML, as UWS requires;
+- the ``text/plain`` resources (phase, executionduration, destruction, error, quote,
+  owner, a parameter's value) stay plain text unless the client prefers JSON to
+  ``text/plain`` (``Accept: application/json``): then ``{"phase": "QUEUED"}`` and so on;
+- errors keep their status and are plain text, or ``{"error": ..., "status": ...}`` under
+  the same rule as the plain-text resources. Result files and uploads are served as they
+  are, whatever ``Accept`` says.
+
+Negotiated answers carry ``Vary: Accept``.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ from bottle import HTTPResponse, request
 
 from opus.auth import Identity, resolve_identity
 from opus.errors import ClientError, NotFoundError, ParameterError, PayloadTooLargeError
-from opus.uws import params, xml
+from opus.uws import json_documents, params, xml
 from opus.uws.models import Job, JobResult, Phase
 from opus.uws.params import format_datetime
 from opus.uws.service import JobService
@@ -32,10 +46,50 @@ XML = "application/xml; charset=UTF-8"
 PROVENANCE_RESULT = "provenance"
 PROVENANCE_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
 TEXT = "text/plain; charset=UTF-8"
+JSON = json_documents.JSON
 
 
 def text_response(body: str, status: int = 200) -> HTTPResponse:
     return HTTPResponse(body=body, status=status, headers={"Content-Type": TEXT})
+
+
+def wants_json(*alternatives: str) -> bool:
+    """Whether this request's ``Accept`` prefers JSON to each of ``alternatives``."""
+    return json_documents.prefers_json(request.headers.get("Accept"), *alternatives)
+
+
+def json_response(document: Any, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(body=json_documents.dumps(document), status=status,
+                        headers={"Content-Type": JSON, "Vary": "Accept"})
+
+
+def negotiated(render_xml: Callable[[], bytes], render_json: Callable[[], Any]
+               ) -> HTTPResponse:
+    """A UWS document in XML, or in JSON when the client prefers it."""
+    if wants_json(*json_documents.XML_TYPES):
+        return json_response(render_json())
+    return HTTPResponse(body=render_xml(), headers={"Content-Type": XML, "Vary": "Accept"})
+
+
+def atomic(text: str, key: str, value: Any) -> HTTPResponse:
+    """A single-valued job resource: ``text`` as text/plain, or ``{key: value}`` when the
+    client prefers JSON to plain text."""
+    if wants_json("text/plain"):
+        return json_response({key: value})
+    return varying(text_response(text))
+
+
+def varying(response: HTTPResponse) -> HTTPResponse:
+    """``response``, marked as chosen by ``Accept`` (for caches)."""
+    response.set_header("Vary", "Accept")
+    return response
+
+
+def error_response(message: str, status: int) -> HTTPResponse:
+    """A client error: plain text, or JSON under the rule of :func:`atomic`."""
+    if wants_json("text/plain"):
+        return json_response(json_documents.error(message, status), status)
+    return varying(text_response(message + "\n", status))
 
 
 def error_plugin(max_body: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -55,16 +109,16 @@ def error_plugin(max_body: int) -> Callable[[Callable[..., Any]], Callable[..., 
             except ClientError as error:
                 if error.status != 413:
                     discard_unread_body()
-                return text_response(error.message + "\n", error.status)
+                return error_response(error.message, error.status)
             except bottle.HTTPError as error:
                 # bottle's own refusals while parsing the body (a broken multipart body,
                 # an url-encoded one beyond BaseRequest.MEMFILE_MAX).
                 if 400 <= error.status_code < 500:
                     discard_unread_body()
                 if error.status_code == 413:
-                    return text_response(
+                    return error_response(
                         f"request body of {request.content_length} bytes is too large for "
-                        f"form parameters (at most {request.MEMFILE_MAX} bytes)\n", 413)
+                        f"form parameters (at most {request.MEMFILE_MAX} bytes)", 413)
                 raise
 
         return wrapper
@@ -153,24 +207,28 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     def job_url(activity: str, job_id: str) -> str:
         return f"{root_url()}/rest/{activity}/{job_id}"
 
-    def xml_response(body: bytes) -> HTTPResponse:
-        return HTTPResponse(body=body, headers={"Content-Type": XML})
+    def with_provenance_result(job: Job) -> Job:
+        """An ended job lists its provenance as a result (it outlives the job's files)."""
+        if job.phase not in PROVENANCE_PHASES:
+            return job
+        return dataclasses.replace(job, results=job.results + (
+            JobResult(PROVENANCE_RESULT, "", None, "application/x-prov+json"),))
 
     def job_document(job: Job) -> HTTPResponse:
         base = job_url(job.activity, job.job_id)
         provenance = None
         if job.phase in PROVENANCE_PHASES:
-            # The run's provenance, linked as a result and from jobInfo (it outlives the
-            # job's files).
+            # The run's provenance, linked as a result and from jobInfo.
             provenance = f"{root_url()}/provsap?ID={job.job_id}&DIRECTION=FORTH"
-            job = dataclasses.replace(job, results=job.results + (
-                JobResult(PROVENANCE_RESULT, "", None, "application/x-prov+json"),))
-        return xml_response(xml.job(
-            job, quote=service.quote(job),
+        job = with_provenance_result(job)
+        content: dict[str, Any] = dict(
+            quote=service.quote(job),
             result_url=lambda rid: f"{base}/results/{rid}",
             provenance_url=provenance,
             references=service.reference_hrefs(job, base),
-        ))
+        )
+        return negotiated(lambda: xml.job(job, **content),
+                          lambda: json_documents.job(job, **content))
 
     @app.get("/rest/<activity>")
     def list_jobs(activity: str) -> HTTPResponse:
@@ -182,7 +240,12 @@ def install(app: bottle.Bottle, service: JobService) -> None:
         last = params.parse_last(last_text) if last_text is not None else None
         refs = service.list(identity(), activity, phases=phases, after=after, last=last)
         base = jobs_url(activity)
-        return xml_response(xml.job_list(refs, lambda job_id: f"{base}/{job_id}"))
+
+        def href(job_id: str) -> str:
+            return f"{base}/{job_id}"
+
+        return negotiated(lambda: xml.job_list(refs, href),
+                          lambda: json_documents.job_list(refs, href))
 
     @app.post("/rest/<activity>")
     def create_job(activity: str) -> HTTPResponse:
@@ -219,8 +282,8 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.get("/rest/<activity>/<job_id>/phase")
     def get_phase(activity: str, job_id: str) -> HTTPResponse:
-        return text_response(service.get(identity(), activity, job_id,
-                                         with_results=False).phase)
+        phase = service.get(identity(), activity, job_id, with_results=False).phase
+        return atomic(phase, "phase", phase)
 
     @app.post("/rest/<activity>/<job_id>/phase")
     def post_phase(activity: str, job_id: str) -> HTTPResponse:
@@ -231,7 +294,8 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     @app.get("/rest/<activity>/<job_id>/executionduration")
     def get_execution_duration(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id, with_results=False)
-        return text_response(str(int(job.execution_duration)))
+        duration = int(job.execution_duration)
+        return atomic(str(duration), "executionDuration", duration)
 
     @app.post("/rest/<activity>/<job_id>/executionduration")
     def post_execution_duration(activity: str, job_id: str) -> HTTPResponse:
@@ -242,7 +306,8 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     @app.get("/rest/<activity>/<job_id>/destruction")
     def get_destruction(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id, with_results=False)
-        return text_response(format_datetime(job.destruction))
+        return atomic(format_datetime(job.destruction), "destruction",
+                      format_datetime(job.destruction) if job.destruction else None)
 
     @app.post("/rest/<activity>/<job_id>/destruction")
     def post_destruction(activity: str, job_id: str) -> HTTPResponse:
@@ -253,23 +318,27 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     @app.get("/rest/<activity>/<job_id>/error")
     def get_error(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id, with_results=False)
-        return text_response(job.error_summary or "")
+        return atomic(job.error_summary or "", "errorSummary",
+                      json_documents.error_summary(job))
 
     @app.get("/rest/<activity>/<job_id>/quote")
     def get_quote(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id, with_results=False)
-        return text_response(format_datetime(service.quote(job)))
+        quote = service.quote(job)
+        return atomic(format_datetime(quote), "quote",
+                      format_datetime(quote) if quote else None)
 
     @app.get("/rest/<activity>/<job_id>/owner")
     def get_owner(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id, with_results=False)
-        return text_response(job.owner_id or "")
+        return atomic(job.owner_id or "", "ownerId", job.owner_id)
 
     @app.get("/rest/<activity>/<job_id>/parameters")
     def get_parameters(activity: str, job_id: str) -> HTTPResponse:
         job = service.get(identity(), activity, job_id, with_results=False)
-        return xml_response(xml.parameters(
-            job, service.reference_hrefs(job, job_url(activity, job_id))))
+        references = service.reference_hrefs(job, job_url(activity, job_id))
+        return negotiated(lambda: xml.parameters(job, references),
+                          lambda: json_documents.parameters(job, references))
 
     @app.post("/rest/<activity>/<job_id>/parameters")
     def post_parameters(activity: str, job_id: str) -> HTTPResponse:
@@ -285,7 +354,11 @@ def install(app: bottle.Bottle, service: JobService) -> None:
         job = service.get(identity(), activity, job_id, with_results=False)
         for key, value in job.parameters.items():
             if key.lower() == name.lower():
-                return text_response(value)
+                if wants_json("text/plain"):
+                    href = service.reference_hrefs(
+                        job, job_url(activity, job_id)).get(key)
+                    return json_response(json_documents.parameter_entry(key, value, href))
+                return varying(text_response(value))
         raise NotFoundError(f"job {job_id} has no parameter {params.shown(name)}")
 
     @app.put("/rest/<activity>/<job_id>/parameters/<name>")
@@ -299,12 +372,14 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     @app.get("/rest/<activity>/<job_id>/results")
     def get_results(activity: str, job_id: str) -> HTTPResponse:
-        job = service.get(identity(), activity, job_id)
-        if job.phase in PROVENANCE_PHASES:
-            job = dataclasses.replace(job, results=job.results + (
-                JobResult(PROVENANCE_RESULT, "", None, "application/x-prov+json"),))
+        job = with_provenance_result(service.get(identity(), activity, job_id))
         base = job_url(activity, job_id)
-        return xml_response(xml.results(job, lambda rid: f"{base}/results/{rid}"))
+
+        def href(rid: str) -> str:
+            return f"{base}/results/{rid}"
+
+        return negotiated(lambda: xml.results(job, href),
+                          lambda: json_documents.results(job, href))
 
     @app.get("/rest/<activity>/<job_id>/results/<result_id>")
     def get_result(activity: str, job_id: str, result_id: str) -> HTTPResponse:

@@ -74,7 +74,10 @@ class JobStore:
         values = {c.name: getattr(job, c.name) for c in _JOB_COLUMNS if c.name != "parameters"}
         values["parameters"] = json.dumps(job.parameters)
         values["secret_hash"] = secret_hash
-        with self._write([(job.job_id, job.phase)]) as connection:
+        # Nobody can be waiting on a job that did not exist: only a QUEUED job is worth
+        # announcing (it wakes the scheduler).
+        messages: list[Message] = [] if job.phase == Phase.PENDING else [(job.job_id, job.phase)]
+        with self._write(messages) as connection:
             # One statement object for every insert: building .values(**row) anew costs
             # more than the INSERT itself (bench/uws.py, profile of JobService.create).
             connection.execute(_INSERT_JOB, values)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from lxml import etree
 
+from opus.uws.json_documents import error_summary
 from opus.uws.models import Job, JobRef
 from opus.uws.params import format_datetime
 
@@ -105,11 +106,12 @@ def job(
     _el(root, "destruction", _time(job.destruction), nillable=True)
     _fill_parameters(_el(root, "parameters"), job, references or {})
     _fill_results(_el(root, "results"), job, result_url)
-    if job.error_summary is not None and job.phase in {"ERROR", "ABORTED"}:
+    error = error_summary(job)  # the one rule for both documents
+    if error is not None:
         summary = _el(root, "errorSummary")
-        summary.set("type", job.error_type or "fatal")
+        summary.set("type", error["type"])
         summary.set("hasDetail", "true")
-        _el(summary, "message", job.error_summary)
+        _el(summary, "message", error["message"])
     if provenance_url is not None:
         # UWS 1.1 section 2.2.2.2: jobInfo carries what the implementation adds.
         info = _el(root, "jobInfo")

@@ -18,6 +18,7 @@ from opus.uws.events import JobEvents, make_events
 from opus.uws.service import JobService
 from opus.uws.store import JobStore
 from opus.web import links as datalink_links
+from opus.web import openapi
 from opus.web import routes as web_routes
 
 log = logging.getLogger("opus")
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     provenance_search_routes.install(app, services)
     provenance_template_routes.install(app, services)
     web_routes.install(app, services.registry, services.jobs)
+    openapi.install(app, services.registry)
     datalink_links.install(app, services)
 
     @app.get("/")

@@ -1,8 +1,10 @@
-"""Checks of the VO documents OPUS serves: ``stilts votlint`` and the VOTable 1.4 schema.
+"""Checks of the VO documents OPUS serves: ``stilts votlint``, ``stilts datalinklint`` and
+the VOTable 1.4 schema.
 
 ``votlint`` comes from the Debian package ``stilts`` (scripts/system_deps.sh installs it).
 Without it the calling test is skipped, unless ``OPUS_REQUIRE_STILTS=1`` (CI), where it
-fails. votlint exits 0 even when it finds errors, so its output is read instead.
+fails. votlint and datalinklint exit 0 even when they find errors, so their output is read
+instead.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def votlint(document: bytes) -> list[str]:
     assert done.returncode == 0, f"votlint failed ({done.returncode}):\n{output}"
     return [line for line in output.splitlines()
             if line.startswith(("ERROR", "WARNING"))]
+
+
+def datalinklint(document: bytes) -> list[str]:
+    """The error, warning and failure lines ``stilts datalinklint`` reports for a DataLink
+    {links} response (report codes ``E-``, ``W-``, ``F-``; ``I-`` and ``S-`` are information
+    and summaries)."""
+    program = stilts()
+    with tempfile.NamedTemporaryFile(suffix=".vot.xml") as file:
+        file.write(document)
+        file.flush()
+        done = subprocess.run([program, "datalinklint", "format=text", "report=EWF",
+                               f"votable={file.name}"],
+                              capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"datalinklint failed ({done.returncode}):\n{output}"
+    assert "Totals:" in output, f"datalinklint gave no report:\n{output}"
+    return [line for line in output.splitlines() if line.startswith(("E-", "W-", "F-"))]
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,8 +26,10 @@ vocabulary ``http://www.ivoa.net/rdf/datalink/core``, section 3.2.6):
   the activity declares none, the job's one image output (``image/png``, ``image/jpeg`` or
   ``image/gif``) when it has exactly one. The preview itself and the logs get no preview;
 - ``#progenitor``: every input the job used (``prov_used``), at its location;
-- ``#provenance``: the ProvSAP URL of the entity, ``DIRECTION=BACK&DEPTH=ALL``, as
-  ``application/x-prov+json``;
+- provenance: the ProvSAP URL of the entity, ``DIRECTION=BACK&DEPTH=ALL``, as
+  ``application/x-prov+json``. Its semantics is :data:`PROVENANCE_SEMANTICS`
+  (``http://www.w3.org/ns/prov#has_provenance``), not ``#provenance``: the core vocabulary
+  has no such term, and section 3.2.6 requires full URIs for concepts outside it;
 - ``#auxiliary``: the job's ``stdout`` and ``stderr`` results;
 - ``#proc``, one ``service_def`` row per (activity, used entity) accepting the result's
   content type (the used entity's declared content type equals it, or is ``type/*``,
@@ -82,6 +84,11 @@ LINKS_STANDARD_ID = "ivo://ivoa.net/std/DataLink#links-1.1"
 DATALINK_MEDIA_TYPE = "application/x-votable+xml;content=datalink"
 VOTABLE_MEDIA_TYPE = "application/x-votable+xml"
 PROV_JSON = "application/x-prov+json"
+#: The semantics of the provenance link. ``provenance`` is no term of the core DataLink
+#: vocabulary (http://www.ivoa.net/rdf/datalink/core, as of 2024), and section 3.2.6 wants
+#: the full URI of any other concept: W3C PROV-AQ's ``has_provenance`` relation ("the
+#: provenance of this resource"), which resolves to its definition.
+PROVENANCE_SEMANTICS = "http://www.w3.org/ns/prov#has_provenance"
 JOB_DOCUMENT = "application/xml"
 #: Distinct IDs processed per request (section 2.1.1 lets a service set a limit).
 MAX_IDS = 100
@@ -224,11 +231,16 @@ def self_description(access_url: str) -> etree._Element:
     return resource
 
 
-def links_document(links: Links, self_url: str | None = None) -> bytes:
-    """The VOTable 1.4 {links} response (DataLink 1.1 section 3.3.1)."""
+def links_document(links: Links, self_url: str | None = None, *,
+                   error: str | None = None) -> bytes:
+    """The VOTable 1.4 {links} response (DataLink 1.1 section 3.3.1); with ``error``, the
+    DALI 1.1 (section 4.4) error document: QUERY_STATUS ERROR and an empty table."""
     root = _element(None, "VOTABLE", version="1.4")
     results = _element(root, "RESOURCE", type="results")
-    _element(results, "INFO", name="QUERY_STATUS", value="OK")
+    status = _element(results, "INFO", name="QUERY_STATUS",
+                      value="OK" if error is None else "ERROR")
+    if error is not None:
+        status.text = xml_text(error)
     _element(results, "INFO", name="standardID", value=LINKS_STANDARD_ID)
     table = _element(results, "TABLE", name="links")
     for name, datatype, ucd, unit, description, extra in FIELDS:
@@ -253,12 +265,9 @@ def links_document(links: Links, self_url: str | None = None) -> bytes:
 
 def error_document(message: str) -> bytes:
     """A DALI 1.1 (section 4.4) VOTable error document; ``message`` starts with one of the
-    faults of DataLink 1.1 section 3.4."""
-    root = _element(None, "VOTABLE", version="1.4")
-    results = _element(root, "RESOURCE", type="results")
-    _element(results, "INFO", name="QUERY_STATUS", value="ERROR").text = xml_text(message)
-    _element(results, "INFO", name="standardID", value=LINKS_STANDARD_ID)
-    return _serialize(root)
+    faults of DataLink 1.1 section 3.4. It keeps the (empty) links table, so that it is a
+    well-formed {links} response for clients and validators that expect one."""
+    return links_document(Links(), error=message)
 
 
 # -- resolving IDs -----------------------------------------------------------------------
@@ -459,7 +468,7 @@ class LinksBuilder:
         return rows
 
     def provenance_link(self, value: str, entity_id: str) -> Link:
-        return Link(id=value, semantics="#provenance",
+        return Link(id=value, semantics=PROVENANCE_SEMANTICS,
                     access_url=self.provenance_url(entity_id),
                     description="how this was made: its provenance (ProvSAP, PROV-JSON; "
                                 "ask RESPONSEFORMAT=svg for a picture)",

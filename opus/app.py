@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import bottle
 
 from opus.activities.registry import ActivityRegistry
+from opus.auth import Authenticator
 from opus.config import Settings, load_settings
 from opus.db import make_engine
 from opus.provenance import routes as provenance_routes
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = bottle.Bottle(catchall=True)
     app.config["opus.services"] = services
     app.default_error_handler = _plain_error  # type: ignore[method-assign]
-    app.install(routes.error_plugin(settings.max_body))
+    app.install(routes.error_plugin(settings.max_body,
+                                    Authenticator(services.store.engine)))
     routes.install(app, services.jobs)
     provenance_routes.install(app, services)
     provenance_search_routes.install(app, services)

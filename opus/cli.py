@@ -149,6 +149,30 @@ def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
+    """`opus users add|remove|list`: clients then send ``Authorization: Bearer TOKEN``."""
+    from opus.auth import add_user, list_users, remove_user
+    from opus.db import make_engine, upgrade
+    from opus.errors import ClientError
+
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    if args.users == "add":
+        try:
+            print(add_user(engine, args.name))
+        except ClientError as error:
+            print(error.message, file=sys.stderr)
+            return 1
+    elif args.users == "remove":
+        if not remove_user(engine, args.name):
+            print(f"no user {args.name!r}", file=sys.stderr)
+            return 1
+    else:
+        for name in list_users(engine):
+            print(name)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="opus", description="OPUS job server")
     commands = top.add_subparsers(dest="command", required=True)
@@ -179,6 +203,15 @@ def parser() -> argparse.ArgumentParser:
     template.add_argument("--directory", type=Path,
                           help="templates directory (default: provenance_templates/)")
     template.set_defaults(handler=cmd_provenance_template)
+    people = commands.add_parser("users", help="users and their API tokens")
+    user_commands = people.add_subparsers(dest="users", required=True)
+    add = user_commands.add_parser("add", help="create a user and print its token (once)")
+    add.add_argument("name")
+    add.set_defaults(handler=cmd_users)
+    remove = user_commands.add_parser("remove", help="remove a user (its token stops working)")
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_users)
+    user_commands.add_parser("list", help="list the users").set_defaults(handler=cmd_users)
     return top
 
 

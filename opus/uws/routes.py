@@ -32,7 +32,7 @@ from typing import Any
 import bottle
 from bottle import HTTPResponse, request
 
-from opus.auth import Identity, resolve_identity
+from opus.auth import ANONYMOUS, Identity
 from opus.errors import ClientError, NotFoundError, ParameterError, PayloadTooLargeError
 from opus.uws import json_documents, params, xml
 from opus.uws.models import Job, JobResult, Phase
@@ -88,11 +88,16 @@ def varying(response: HTTPResponse) -> HTTPResponse:
 def error_response(message: str, status: int) -> HTTPResponse:
     """A client error: plain text, or JSON under the rule of :func:`atomic`."""
     if wants_json("text/plain"):
-        return json_response(json_documents.error(message, status), status)
-    return varying(text_response(message + "\n", status))
+        response = json_response(json_documents.error(message, status), status)
+    else:
+        response = varying(text_response(message + "\n", status))
+    if status == 401:  # RFC 6750 section 3: say how to authenticate
+        response.set_header("WWW-Authenticate", 'Bearer realm="OPUS"')
+    return response
 
 
-def error_plugin(max_body: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def error_plugin(max_body: int, authenticate: Callable[[Any], Identity] = lambda _: ANONYMOUS,
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Wrap every route: refuse oversized bodies, resolve the identity once, and map
     client errors to their status (UWS 1.1 section 2.2: 404, 403; DALI: 400)."""
 
@@ -104,7 +109,7 @@ def error_plugin(max_body: int) -> Callable[[Callable[..., Any]], Callable[..., 
                 if length > max_body:
                     raise PayloadTooLargeError(
                         f"request body of {length} bytes exceeds the limit of {max_body}")
-                request.environ["opus.identity"] = resolve_identity(request.headers)
+                request.environ["opus.identity"] = authenticate(request.headers)
                 return callback(*args, **kwargs)
             except ClientError as error:
                 if error.status != 413:

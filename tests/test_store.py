@@ -177,6 +177,7 @@ def test_migrations_build_exactly_the_declared_tables(engine: sa.Engine) -> None
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import opus.auth  # noqa: F401  (declares the users table)
     import opus.provenance.replay_tables  # noqa: F401  (declares its tables)
     import opus.provenance.tables  # noqa: F401
     from opus.uws.tables import metadata

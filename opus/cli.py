@@ -70,7 +70,10 @@ class _Gunicorn:
                     "threads": settings.threads,
                     "timeout": 120,
                     "graceful_timeout": 5,
-                    "keepalive": 5,
+                    # Idle keep-alive connections are closed after this long. A client that
+                    # reuses one just as the server closes it sees the connection reset
+                    # (seen in CI with a 5 s idle); a long idle time makes that rare.
+                    "keepalive": settings.keepalive,
                     "accesslog": None,
                     "loglevel": settings.log_level.lower(),
                     # One control socket per user by default: two servers side by side

@@ -56,6 +56,8 @@ class Settings:
     #: gunicorn: worker processes and threads per worker (a WAIT holds a thread).
     workers: int = 2
     threads: int = 256
+    #: Seconds an idle keep-alive connection is kept open (gunicorn ``keepalive``).
+    keepalive: int = 75
     host: str = "127.0.0.1"
     port: int = 8000
     #: Largest request body accepted (bytes); larger gets 413.

@@ -99,30 +99,15 @@ def walk(
             graph.truncated = True
             break
         step += 1
-        next_entities: set[str] = set()
-        next_activities: set[str] = set()
-        for ids in _chunks(sorted(entity_frontier)):
-            if direction == "BACK":
-                for row in connection.execute(sa.select(t.was_generated_by)
-                                              .where(t.was_generated_by.c.entity_id.in_(ids))):
-                    graph.generated.add((row.entity_id, row.activity_id, row.role or ""))
-                    next_activities.add(row.activity_id)
-            else:
-                for row in connection.execute(sa.select(t.used)
-                                              .where(t.used.c.entity_id.in_(ids))):
-                    graph.used.add((row.activity_id, row.entity_id, row.role or ""))
-                    next_activities.add(row.activity_id)
-        for ids in _chunks(sorted(activity_frontier)):
-            if direction == "BACK":
-                for row in connection.execute(sa.select(t.used)
-                                              .where(t.used.c.activity_id.in_(ids))):
-                    graph.used.add((row.activity_id, row.entity_id, row.role or ""))
-                    next_entities.add(row.entity_id)
-            else:
-                for row in connection.execute(sa.select(t.was_generated_by)
-                                              .where(t.was_generated_by.c.activity_id.in_(ids))):
-                    graph.generated.add((row.entity_id, row.activity_id, row.role or ""))
-                    next_entities.add(row.entity_id)
+        # BACK: entity -> the activity that generated it -> the entities it used;
+        # FORTH: entity -> the activities that used it -> the entities they generated.
+        back = direction == "BACK"
+        next_activities = _hop(connection, entity_frontier,
+                               t.was_generated_by if back else t.used, "entity_id",
+                               "activity_id", graph)
+        next_entities = _hop(connection, activity_frontier,
+                             t.used if back else t.was_generated_by, "activity_id",
+                             "entity_id", graph)
         entity_frontier = next_entities - seen_entities
         activity_frontier = next_activities - seen_activities
         seen_entities |= entity_frontier
@@ -132,6 +117,21 @@ def walk(
     _load_nodes(connection, graph, sorted(seen_entities), sorted(seen_activities),
                 agent_ids, agents=agents, configuration=configuration)
     return graph
+
+
+def _hop(connection: sa.Connection, frontier: set[str], relation: sa.Table, key: str,
+         other: str, graph: Graph) -> set[str]:
+    """Follow ``relation`` from the ``key`` nodes of ``frontier``; record the relations in
+    ``graph`` and return the ``other`` nodes reached."""
+    reached: set[str] = set()
+    for ids in _chunks(sorted(frontier)):
+        for row in connection.execute(sa.select(relation).where(relation.c[key].in_(ids))):
+            if relation is t.used:
+                graph.used.add((row.activity_id, row.entity_id, row.role or ""))
+            else:
+                graph.generated.add((row.entity_id, row.activity_id, row.role or ""))
+            reached.add(getattr(row, other))
+    return reached
 
 
 def _load_nodes(connection: sa.Connection, graph: Graph, entity_ids: list[str],

@@ -47,9 +47,10 @@ import sqlalchemy as sa  # noqa: E402
 import uws as uwsbench  # noqa: E402  (bench/uws.py: servers, databases, HTTP client)
 
 from opus.config import load_settings  # noqa: E402
-from opus.db import make_engine  # noqa: E402
-from opus.provenance import tables as t  # noqa: E402
-from opus.provenance.search import parse_search, statement  # noqa: E402
+from opus.storage.engine import make_engine  # noqa: E402
+from opus.storage import tables as t  # noqa: E402
+from opus.provenance.search import parse_search
+from opus.storage.provenance_search import statement  # noqa: E402
 
 log = uwsbench.log
 EPOCH = dt.datetime(2026, 1, 1)
@@ -74,7 +75,7 @@ def load_common(connection: sa.Connection, contexts: int) -> list[str]:
     """Agents and ``contexts`` execution contexts; returns the context ids."""
     agents = [{"id": "opus", "name": "OPUS job server", "type": "SoftwareAgent"}]
     agents += [{"id": f"user-u{i}", "name": f"u{i}", "type": "Individual"} for i in range(100)]
-    insert(connection, t.agent, agents)
+    insert(connection, t.prov_agent, agents)
     ids, packages = [], []
     for number in range(contexts):
         context = f"ctx-{hashlib.sha256(f'context {number}'.encode()).hexdigest()}"
@@ -88,10 +89,10 @@ def load_common(connection: sa.Connection, contexts: int) -> list[str]:
         if number == 0:
             versions["rarepkg"] = "0.1"  # in one context only
         content["packages"] = versions
-        connection.execute(t.context.insert().values(id=context, content=json.dumps(content)))
+        connection.execute(t.prov_context.insert().values(id=context, content=json.dumps(content)))
         packages += [{"context_id": context, "package": name, "version": version}
                      for name, version in versions.items()]
-    insert(connection, t.context_package, packages)
+    insert(connection, t.prov_context_package, packages)
     return ids
 
 
@@ -123,10 +124,10 @@ def load_chain(engine: sa.Engine, length: int, context: str) -> str:
                             "activity_id": act})
         previous = ent
     with engine.begin() as connection:
-        for table, rows in ((t.activity, activities), (t.entity, entities),
-                            (t.was_generated_by, generated), (t.used, used),
-                            (t.was_derived_from, derived), (t.parameter, parameters),
-                            (t.was_associated_with, associated)):
+        for table, rows in ((t.prov_activity, activities), (t.prov_entity, entities),
+                            (t.prov_was_generated_by, generated), (t.prov_used, used),
+                            (t.prov_was_derived_from, derived), (t.prov_parameter, parameters),
+                            (t.prov_was_associated_with, associated)):
             insert(connection, table, rows)
     assert previous is not None
     return previous
@@ -139,31 +140,31 @@ def load_runs(engine: sa.Engine, count: int, contexts: list[str]) -> dict[str, A
     batch = 10000
     for start in range(0, count, batch):
         rows: dict[sa.Table, list[dict[str, Any]]] = {
-            table: [] for table in (t.activity, t.entity, t.was_generated_by, t.parameter,
-                                    t.was_associated_with)}
+            table: [] for table in (t.prov_activity, t.prov_entity, t.prov_was_generated_by, t.prov_parameter,
+                                    t.prov_was_associated_with)}
         for i in range(start, min(count, start + batch)):
             job = hexid()
             act, ent = f"act-{job}", f"ent-{hexid()}"
             name, version = ACTIVITIES[i % len(ACTIVITIES)]
             end = EPOCH + dt.timedelta(seconds=365 * 86400 * i / count)
             sha = hashlib.sha256(f"product {i}".encode()).hexdigest()
-            rows[t.activity].append({
+            rows[t.prov_activity].append({
                 "id": act, "name": name, "job_id": job, "start_time": end, "end_time": end,
                 "phase": "COMPLETED" if i % 10 else "ERROR", "description_name": name,
                 "description_version": version, "description_sha256": "1" * 64,
                 "context_id": contexts[rng.randrange(len(contexts))], "facts": "{}"})
-            rows[t.entity].append({
+            rows[t.prov_entity].append({
                 "id": ent, "name": "output", "location": f"http://bench/rest/{name}/{job}/"
                 f"results/output", "generated_at_time": end, "content_type": "text/plain",
                 "size": 1000 + i, "sha256": sha, "job_id": job, "result_id": "output"})
-            rows[t.was_generated_by].append({"entity_id": ent, "activity_id": act,
+            rows[t.prov_was_generated_by].append({"entity_id": ent, "activity_id": act,
                                               "role": "output"})
-            rows[t.parameter] += [
+            rows[t.prov_parameter] += [
                 {"activity_id": act, "name": "seed", "value": str(i)},
                 {"activity_id": act, "name": "target", "value": f"source{i % 500}"},
                 {"activity_id": act, "name": "text", "value": "x" * (i % 300)},
             ]
-            rows[t.was_associated_with] += [
+            rows[t.prov_was_associated_with] += [
                 {"activity_id": act, "agent_id": "opus", "role": "Provider"},
                 {"activity_id": act, "agent_id": f"user-u{i % 100}", "role": "Operator"}]
             if i == count // 2:

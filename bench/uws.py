@@ -305,9 +305,9 @@ class Bench:
     def store(self) -> Any:
         if self._store is None:
             from opus.config import load_settings
-            from opus.db import make_engine
-            from opus.uws.events import make_events
-            from opus.uws.store import JobStore
+            from opus.storage.engine import make_engine
+            from opus.storage.events import make_events
+            from opus.storage.jobs import JobStore
 
             settings = load_settings(environ=self.opus.env)
             engine = make_engine(settings.effective_database_url)
@@ -531,7 +531,7 @@ class Bench:
 
     def lists(self) -> None:
         import sqlalchemy as sa
-        from opus.uws.tables import jobs, results
+        from opus.storage.tables import jobs, results
 
         engine = self.store.engine
         rows = synthetic_jobs(100_000)

@@ -10,27 +10,13 @@ sees or changes them (UWS 1.1 section 3: 403). Tokens are stored only as sha256 
 from __future__ import annotations
 
 import hashlib
-import re
-import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-import sqlalchemy as sa
-
-from opus.errors import AuthenticationError, ClientError, PermissionDeniedError
-from opus.uws.models import Job, utcnow
-from opus.uws.tables import metadata
-
-users = sa.Table(
-    "users", metadata,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("created", sa.DateTime, nullable=False),
-)
-
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+from opus.errors import AuthenticationError, PermissionDeniedError
+from opus.uws.models import Job
 
 
 @dataclass(frozen=True)
@@ -47,16 +33,14 @@ class Identity:
 ANONYMOUS = Identity()
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Authenticator:
     """Resolves the identity of a request, once per request, from its headers. Known
     tokens are cached for ``ttl`` seconds, so a removed user loses access within that."""
 
-    def __init__(self, engine: sa.Engine, ttl: float = 30.0) -> None:
-        self.engine = engine
+    def __init__(self, lookup: Callable[[str], str | None], ttl: float = 30.0) -> None:
+        """``lookup``: the user a token was issued to, or None
+        (:meth:`opus.storage.users.UserStore.name_for_token`)."""
+        self.lookup = lookup
         self.ttl = ttl
         self._cache: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -68,44 +52,19 @@ class Authenticator:
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("Authorization: expected 'Bearer <token>'")
-        digest = _hash(token.strip())
+        token = token.strip()
+        key = hashlib.sha256(token.encode()).hexdigest()  # no token kept in memory
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(digest)
+            cached = self._cache.get(key)
         if cached is not None and cached[1] > now:
             return Identity(cached[0])
-        with self.engine.connect() as connection:
-            name = connection.execute(
-                sa.select(users.c.name).where(users.c.token_hash == digest)).scalar()
+        name = self.lookup(token)
         if name is None:
             raise AuthenticationError("Authorization: this token is not valid")
         with self._lock:
-            self._cache[digest] = (name, now + self.ttl)
+            self._cache[key] = (name, now + self.ttl)
         return Identity(name)
-
-
-def add_user(engine: sa.Engine, name: str) -> str:
-    """Create a user; returns the token (shown once: only its hash is kept)."""
-    if not _USER_NAME.match(name):
-        raise ClientError(f"user name {name!r}: letters, digits and _ . @ - only")
-    token = secrets.token_urlsafe(32)
-    with engine.begin() as connection:
-        if connection.execute(sa.select(users.c.name).where(users.c.name == name)).first():
-            raise ClientError(f"user {name!r} exists already")
-        connection.execute(users.insert().values(name=name, token_hash=_hash(token),
-                                                 created=utcnow()))
-    return token
-
-
-def remove_user(engine: sa.Engine, name: str) -> bool:
-    with engine.begin() as connection:
-        return connection.execute(users.delete().where(users.c.name == name)).rowcount == 1
-
-
-def list_users(engine: sa.Engine) -> list[str]:
-    with engine.connect() as connection:
-        return list(connection.execute(sa.select(users.c.name).order_by(users.c.name))
-                    .scalars())
 
 
 class AccessPolicy:

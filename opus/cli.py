@@ -27,7 +27,7 @@ def _logging(settings: Settings) -> None:
 
 
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
-    from opus.db import make_engine, upgrade
+    from opus.storage.engine import make_engine, upgrade
 
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
@@ -36,7 +36,7 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from opus.app import build_services
+    from opus.services import build_services
     from opus.execution.scheduler import main_loop
 
     stop = threading.Event()
@@ -95,7 +95,7 @@ class _Gunicorn:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from opus.db import make_engine, upgrade
+    from opus.storage.engine import make_engine, upgrade
 
     changes = {k: v for k, v in {"host": args.host, "port": args.port,
                                  "workers": args.workers}.items() if v is not None}
@@ -132,7 +132,6 @@ def cmd_activities_check(_settings: Settings, args: argparse.Namespace) -> int:
 def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int:
     """Print an activity's PROV-Template (its .provn file, or the default one)."""
     from opus.activities.registry import ActivityRegistry
-    from opus.provenance.template_routes import templates_dir
     from opus.provenance.templates import TemplateSyntaxError, template_provn
 
     registry = ActivityRegistry.load(settings.activities_dir)
@@ -141,7 +140,7 @@ def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int
         print(f"opus: no activity named {args.activity!r} in {settings.activities_dir} "
               f"(known: {known})", file=sys.stderr)
         return 1
-    directory = args.directory or templates_dir(settings)
+    directory = args.directory or settings.provenance_templates_dir
     try:
         text = template_provn(registry.get(args.activity), directory,
                               namespace=settings.provenance_namespace)
@@ -154,24 +153,25 @@ def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int
 
 def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     """`opus users add|remove|list`: clients then send ``Authorization: Bearer TOKEN``."""
-    from opus.auth import add_user, list_users, remove_user
-    from opus.db import make_engine, upgrade
     from opus.errors import ClientError
+    from opus.storage.engine import make_engine, upgrade
+    from opus.storage.users import UserStore
 
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
+    users = UserStore(engine)
     if args.users == "add":
         try:
-            print(add_user(engine, args.name))
+            print(users.add(args.name))
         except ClientError as error:
             print(error.message, file=sys.stderr)
             return 1
     elif args.users == "remove":
-        if not remove_user(engine, args.name):
+        if not users.remove(args.name):
             print(f"no user {args.name!r}", file=sys.stderr)
             return 1
     else:
-        for name in list_users(engine):
+        for name in users.names():
             print(name)
     return 0
 

@@ -1,10 +1,13 @@
-"""One exception per kind of client mistake, each carrying its HTTP status.
+"""One exception per kind of client mistake, each carrying its HTTP status, and one for
+the faults of the server that a client should retry.
 
-The service layer raises these; :mod:`opus.uws.routes` maps them to a response in one place
-(status, ``text/plain`` message). UWS 1.1 section 2.2: 404 for a resource that does not
-exist, 403 for a request illegal in the job's current state; DALI 1.1 section 4.3: a bad
-parameter value is reported with a message. Anything else that escapes is a server fault:
-it is logged and answered with 500.
+The services raise these; :mod:`opus.web.errors` maps them to a response in one place, in
+the error format of the route (plain text or JSON for UWS, a DALI VOTable for DataLink).
+UWS 1.1 section 2.2: 404 for a resource that does not exist, 403 for a request illegal in
+the job's current state; DALI 1.1 section 4.3: a bad parameter value is reported with a
+message. A :class:`ServiceUnavailableError` (and a database that cannot be reached) is
+logged and answered 503 with ``Retry-After`` (RFC 9110 section 15.6.4). Anything else that
+escapes is a bug: logged with its traceback and answered 500.
 """
 
 from __future__ import annotations
@@ -69,3 +72,21 @@ class UnsupportedFormatError(ClientError):
     """A requested response format is not one the server can produce."""
 
     status = 415
+
+
+class ConflictError(ClientError):
+    """The state of the server, not the request, is in the way (409)."""
+
+    status = 409
+
+
+class ServiceUnavailableError(Exception):
+    """A fault of the server that may pass (a graph too large to draw in time, a database
+    restarting): 503 with ``Retry-After: retry_after`` seconds, and logged."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after

@@ -20,7 +20,7 @@ from lxml import etree
 from openapi_spec_validator import validate
 
 from conftest import UWS_NS, Server
-from opus.uws.json_documents import accept_quality, prefers_json
+from opus.web.negotiation import accept_quality, prefers
 
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
@@ -286,10 +286,13 @@ def test_accept_quality() -> None:
     assert accept_quality("application/json;q=0.3, */*;q=0.9", "application/json") == 0.3
     assert accept_quality("application/*;q=0.4, */*", "application/xml") == 0.4
     assert accept_quality("text/plain", "application/json") == 0.0
-    assert accept_quality("application/json;q=bad", "application/json") == 0.0
+    # python-mimeparse: a q that is not a number in [0, 1] counts as absent (q=1)
+    assert accept_quality("application/json;q=bad", "application/json") == 1.0
     assert accept_quality("APPLICATION/JSON", "application/json") == 1.0
-    assert not prefers_json("", "application/xml")
-    assert prefers_json("application/json;charset=utf-8", "application/xml")
+    assert accept_quality("garbage, application/json;q=0.5", "application/json") == 0.5
+    assert not prefers("", "application/json", ["application/xml"])
+    assert prefers("application/json;charset=utf-8", "application/json", ["application/xml"])
+    assert not prefers("application/json, */*", "application/json", ["application/xml"])
 
 
 # -- the OpenAPI document --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from conftest import (ROOT, UWS_NS, Server, _create_pg_database, _drop_pg_databa
 from opus.activities.model import ActivityDescription, EntityDescription
 from opus.activities.votable import read_activity, write_activity
 from opus.uws.models import Job, JobResult, utcnow
-from opus.web.links import MAX_IDS, PROVENANCE_SEMANTICS, LinksBuilder, accepts
+from opus.datalink.links import MAX_IDS, PROVENANCE_SEMANTICS, LinksBuilder, accepts
 from vochecks import assert_valid_votable, datalinklint
 
 VOT = {"v": "http://www.ivoa.net/xml/VOTable/v1.3"}

@@ -8,7 +8,7 @@ import io
 import pytest
 from prov.model import ProvDocument
 
-from conftest import Server
+from conftest import UWS_NS, Server
 
 NAMESPACE = "ivo://opus.local/provenance#"
 
@@ -106,6 +106,27 @@ def test_a_failed_job_still_has_its_provenance(server: Server) -> None:
     assert "executionDuration" in attributes["voprov:comment"]
 
 
+@pytest.mark.parametrize("run", [True, False], ids=["executing", "pending"])
+def test_an_aborted_job_has_its_provenance(server: Server, run: bool) -> None:
+    """ABORT ends a run like any other end: its provenance result is served (ProvSAP)."""
+    job_url = server.create("sleep", run=run, duration="30")
+    if run:
+        server.job(job_url, WAIT="10", PHASE="QUEUED")  # until it leaves QUEUED
+    response = server.session.post(f"{job_url}/phase", data={"PHASE": "ABORT"},
+                                   allow_redirects=False)
+    assert response.status_code == 303
+    document = server.wait_final(job_url)
+    assert document.findtext("uws:phase", namespaces=UWS_NS) == "ABORTED"
+    from_result = server.session.get(f"{job_url}/results/provenance")
+    assert from_result.status_code == 200, from_result.text
+    job_id = job_url.rsplit("/", 1)[1]
+    (activity,) = records(document_of(server, job_id, DIRECTION="FORTH"),
+                          "Activity").values()
+    attributes = {str(k): str(v) for k, v in activity.attributes}
+    assert attributes["opus:phase"] == "ABORTED"
+    assert "aborted" in attributes["voprov:comment"]
+
+
 def test_deleting_a_job_keeps_its_provenance(server: Server) -> None:
     job_url = server.create("echo", text="ephemeral")
     server.wait_final(job_url)
@@ -126,12 +147,20 @@ def test_deleting_a_job_keeps_its_provenance(server: Server) -> None:
     ({"ID": "x", "AGENT": "perhaps"}, 400, "AGENT"),
     ({"ID": "x", "RESPONSEFORMAT": "text/csv"}, 415, "RESPONSEFORMAT"),
     ({"ID": "ent-doesnotexist"}, 404, "ent-doesnotexist"),
+    ({"ID": "ent-doesnotexist", "DEPTH": "ALL"}, 404, "ent-doesnotexist"),
 ])
 def test_bad_provsap_requests_are_named(server: Server, params: dict, status: int,
                                         word: str) -> None:
     response = provsap(server, **params)
     assert response.status_code == status
     assert word in response.text
+
+
+@pytest.mark.parametrize("query", ["ID=%FF", "ID=%ED%A0%80", "ID=a%00b", "DEPTH=%FF&ID=x"])
+def test_undecodable_provsap_queries_are_400(server: Server, query: str) -> None:
+    response = server.session.get(f"{server.url}/provsap?{query}")
+    assert response.status_code == 400, response.text
+    assert "decoded" in response.text or "ID" in response.text
 
 
 def test_a_finished_job_links_its_provenance(server: Server, echo_job: tuple[str, bytes],

@@ -18,21 +18,20 @@ from prov.model import PROV_ROLE, PROV_TYPE, PROV, Literal, ProvDocument
 from conftest import ROOT, Server
 from opus.activities.model import ActivityDescription, EntityDescription, ParameterDescription
 from opus.activities.registry import ActivityRegistry
-from opus.provenance import tables as t
 from opus.provenance.templates import (
     DEFAULT_NAMESPACE,
     TEMPLATES_DIR,
     TemplateSyntaxError,
     bindings_for_run,
-    bindings_from_record,
     default_template,
     derivations,
     expand,
     load_template,
     parse_provn,
-    template_derivations,
 )
-from opus.uws.tables import metadata
+from opus.storage import tables as t
+from opus.storage.provenance_record import bindings_from_record, template_derivations
+from opus.storage.tables import metadata
 
 NS = DEFAULT_NAMESPACE
 REGISTRY = ActivityRegistry.load(ROOT / "activity_descriptions")
@@ -396,21 +395,21 @@ def test_bindings_and_derivations_from_the_sql_record() -> None:
     engine = sa.create_engine("sqlite://")
     metadata.create_all(engine)
     with engine.begin() as connection:
-        connection.execute(t.activity.insert().values(
+        connection.execute(t.prov_activity.insert().values(
             id="act-j1", name="calibrate", job_id="j1", start_time=START, end_time=END))
-        connection.execute(t.entity.insert(), [{"id": i} for i in (
+        connection.execute(t.prov_entity.insert(), [{"id": i} for i in (
             "ent-r", "ent-f", "ent-i", "ent-c")])
-        connection.execute(t.used.insert(), [
+        connection.execute(t.prov_used.insert(), [
             {"activity_id": "act-j1", "entity_id": "ent-r", "role": "raw"},
             {"activity_id": "act-j1", "entity_id": "ent-f", "role": "flat"}])
-        connection.execute(t.was_generated_by.insert(), [
+        connection.execute(t.prov_was_generated_by.insert(), [
             {"activity_id": "act-j1", "entity_id": "ent-i", "role": "image"},
             {"activity_id": "act-j1", "entity_id": "ent-c", "role": "catalog"},
             {"activity_id": "act-j1", "entity_id": "ent-gone", "role": "catalog"}])
-        connection.execute(t.parameter.insert(), [
+        connection.execute(t.prov_parameter.insert(), [
             {"activity_id": "act-j1", "name": "alpha", "value": "3"},
             {"activity_id": "act-j1", "name": "image", "value": "big"}])
-        connection.execute(t.was_associated_with.insert(), [
+        connection.execute(t.prov_was_associated_with.insert(), [
             {"activity_id": "act-j1", "agent_id": "opus", "role": "Provider"},
             {"activity_id": "act-j1", "agent_id": "user-a", "role": "Operator"}])
         bindings = bindings_from_record(connection, "act-j1", NS, SYNTHETIC)
@@ -433,11 +432,11 @@ def test_a_broken_template_falls_back_to_the_default_for_the_record(tmp_path: Pa
     engine = sa.create_engine("sqlite://")
     metadata.create_all(engine)
     with engine.begin() as connection:
-        connection.execute(t.activity.insert().values(id="act-j2", name="calibrate"))
-        connection.execute(t.entity.insert(), [{"id": "ent-r"}, {"id": "ent-i"}])
-        connection.execute(t.used.insert().values(activity_id="act-j2", entity_id="ent-r",
+        connection.execute(t.prov_activity.insert().values(id="act-j2", name="calibrate"))
+        connection.execute(t.prov_entity.insert(), [{"id": "ent-r"}, {"id": "ent-i"}])
+        connection.execute(t.prov_used.insert().values(activity_id="act-j2", entity_id="ent-r",
                                                   role="raw"))
-        connection.execute(t.was_generated_by.insert().values(
+        connection.execute(t.prov_was_generated_by.insert().values(
             activity_id="act-j2", entity_id="ent-i", role="image"))
         rows = template_derivations(connection, "act-j2", SYNTHETIC, tmp_path)
     assert [(r["generated_entity_id"], r["used_entity_id"]) for r in rows] == [

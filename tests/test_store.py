@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from opus.db import make_engine, upgrade
-from opus.uws.events import make_events
-from opus.uws.models import Job, JobResult, Phase, utcnow
-from opus.uws.store import JobStore
-from opus.uws.tables import jobs
+from opus.storage.engine import make_engine, upgrade
+from opus.storage.events import make_events
+from opus.uws.models import Job, JobResult, Phase, RunEnd, utcnow
+from opus.storage.jobs import JobStore
+from opus.storage.tables import jobs
 
 
 @pytest.fixture
@@ -71,9 +71,15 @@ def test_update_is_compare_and_set(store: JobStore) -> None:
 def test_finish_records_results_once(store: JobStore) -> None:
     store.insert(make_job("a1", Phase.EXECUTING))
     results = [JobResult("output", "work/output.txt", 6, "text/plain", "ab" * 32)]
+    job, now = store.get("a1"), utcnow()
+
+    def run(phase: Phase) -> RunEnd:
+        return RunEnd(job, phase, now, None, tuple(results), "http://x/results", None, {})
+
     assert store.finish("a1", phase=Phase.COMPLETED, expected_phases={Phase.EXECUTING},
-                        job_results=results, end_time=utcnow())
-    assert not store.finish("a1", phase=Phase.ERROR, expected_phases={Phase.EXECUTING})
+                        run=run(Phase.COMPLETED), end_time=now)
+    assert not store.finish("a1", phase=Phase.ERROR, expected_phases={Phase.EXECUTING},
+                            run=run(Phase.ERROR))
     job = store.get("a1")
     assert job.phase == Phase.COMPLETED
     assert job.results == tuple(results)
@@ -95,12 +101,12 @@ def test_list_filters_and_order(store: JobStore) -> None:
     for i, phase in enumerate(phases):
         store.insert(make_job(f"j{i}", phase, created=base + dt.timedelta(minutes=i)))
     store.insert(make_job("other", activity="sleep"))
-    assert [r.job_id for r in store.list("echo")] == ["j4", "j2", "j1", "j0"]
-    assert [r.job_id for r in store.list("echo", phases=[Phase.ARCHIVED])] == ["j3"]
-    assert [r.job_id for r in store.list("echo", phases=[Phase.COMPLETED, Phase.ERROR])] == [
+    assert [r.job_id for r in store.list_jobs("echo")] == ["j4", "j2", "j1", "j0"]
+    assert [r.job_id for r in store.list_jobs("echo", phases=[Phase.ARCHIVED])] == ["j3"]
+    assert [r.job_id for r in store.list_jobs("echo", phases=[Phase.COMPLETED, Phase.ERROR])] == [
         "j4", "j2", "j1"]
     after = base + dt.timedelta(minutes=1)
-    assert [r.job_id for r in store.list("echo", after=after, last=1)] == ["j4"]
+    assert [r.job_id for r in store.list_jobs("echo", after=after, last=1)] == ["j4"]
 
 
 def _bulk_insert(engine: sa.Engine, count: int) -> None:
@@ -125,7 +131,7 @@ def _plan(engine: sa.Engine, store: JobStore, **filters: object) -> str:
 
     sa.event.listen(engine, "before_cursor_execute", capture)
     try:
-        store.list("echo", **filters)
+        store.list_jobs("echo", **filters)
     finally:
         sa.event.remove(engine, "before_cursor_execute", capture)
     statement, parameters = captured[-1]
@@ -177,10 +183,7 @@ def test_migrations_build_exactly_the_declared_tables(engine: sa.Engine) -> None
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import opus.auth  # noqa: F401  (declares the users table)
-    import opus.provenance.replay_tables  # noqa: F401  (declares its tables)
-    import opus.provenance.tables  # noqa: F401
-    from opus.uws.tables import metadata
+    from opus.storage.tables import metadata
 
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)

@@ -15,7 +15,6 @@ Python and the shared job directory.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import json
 import os
@@ -34,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from opus.digests import script_sha256, sha256_of
 from opus.provenance.capture import execution_context
 
 #: Seconds between SIGTERM and SIGKILL when stopping an activity.
@@ -54,14 +54,6 @@ UNSAFE_NAMES = frozenset({
 def now_iso() -> str:
     value = dt.datetime.now(dt.timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _exportable(name: str) -> bool:
@@ -223,15 +215,6 @@ class Runner:
             described.append(entry)
         return described
 
-    @staticmethod
-    def script_sha256(command: list[str]) -> str | None:
-        """sha256 of the activity's program: the script an interpreter runs, else the
-        executable itself."""
-        name = Path(command[0]).name
-        interpreted = name.startswith("python") or name in {"bash", "sh"}
-        path = Path(command[1] if interpreted and len(command) > 1 else command[0])
-        return sha256_of(path) if path.is_file() else None
-
     def collect_results(self) -> list[dict[str, Any]]:
         """Declared outputs that exist (inside the work dir), then stdout and stderr."""
         found = []
@@ -320,7 +303,7 @@ class Runner:
         outcome["inputs"] = self.describe_inputs()
         capture.join(30)
         outcome["context"] = context
-        outcome["script_sha256"] = self.script_sha256(command)
+        outcome["script_sha256"] = script_sha256(command)
         for key in ("description_sha256", "activity_version"):
             outcome[key] = self.spec.get(key)
         bundle = self.work_dir / "provenance.json"

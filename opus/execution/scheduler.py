@@ -18,7 +18,6 @@ one stopped.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -27,91 +26,62 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from opus.activities.model import ActivityDescription
-from opus.app import Services
-from opus.config import PROJECT_ROOT, Settings
+from opus.config import Settings
 from opus.errors import NotFoundError
+from opus.activities.commands import activity_command, description_sha256
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
 from opus.execution.staging import StagingError, stage_inputs
-from opus.uws.models import Job, Phase, utcnow
+from opus.services import Services
+from opus.uws.models import RUNNING_PHASES, Change, Job, Phase, utcnow
 from opus.uws.params import format_datetime
-from opus.uws.service import hash_secret, job_directory
+from opus.uws.reports import hash_secret
+from opus.uws.service import job_directory
 
 log = logging.getLogger("opus.scheduler")
 
-CLUSTER_ACTIVE = frozenset({Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED})
+#: Phases in which the cluster holds a job.
+CLUSTER_ACTIVE = RUNNING_PHASES
 #: Events after which the scheduler looks at a submitted job again.
-WATCHED_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED,
-                            "DELETED"})
+WATCHED_CHANGES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED,
+                             Change.DELETED})
 
 
 def make_manager(settings: Settings, on_exit: Any = None) -> Manager:
     if settings.manager == "slurm":
         from opus.execution.slurm import SlurmManager
 
-        extra_args = settings.extra.get("slurm_sbatch_args") or ()
-        if isinstance(extra_args, str):
-            extra_args = (extra_args,)
         return SlurmManager(
             login_host=settings.slurm_login_host or None,
             partition=settings.slurm_partition or None,
             account=settings.slurm_account or None,
-            extra_sbatch_args=tuple(str(a) for a in extra_args),
-            login_environment=settings.extra.get("slurm_login_environment"),
+            extra_sbatch_args=tuple(settings.slurm_sbatch_args),
+            login_environment=settings.slurm_login_environment,
         )
     from opus.execution.local import LocalManager
 
     return LocalManager(settings.effective_concurrency, on_exit=on_exit)
 
 
-def activity_command(activity: ActivityDescription, job_dir: Path,
-                     python: str) -> tuple[str, ...] | None:
-    """The argv of an activity. Relative executables are found beside the activity
-    descriptions (the project root); a ``.py`` executable runs with OPUS's Python; an
-    old-dialect ``script`` is written to the job directory and run by bash. All of it is
-    operator text from the description: user values only ever travel as environment
-    variables and parameters.json."""
-    if activity.script is not None:
-        script = job_dir / "activity.sh"
-        script.write_text(activity.script)
-        return ("/bin/bash", str(script))
-    if not activity.command:
-        return None
-    argv = list(activity.command)
-    base = (activity.source.parent.parent if activity.source else PROJECT_ROOT)
-    executable = Path(argv[0])
-    if not executable.is_absolute() and "/" in argv[0]:
-        executable = base / executable
-        argv[0] = str(executable)
-    if argv[0].endswith(".py"):
-        argv.insert(0, python)
-    return tuple(argv)
-
-
 def activity_resources(settings: Settings, activity: str) -> dict[str, str]:
-    """Cluster resources for a job of ``activity``, from the YAML setting ``resources``::
+    """Cluster resources for a job of ``activity``, from the setting ``resources``::
 
         resources:
           "*":          {partition: short}             # every activity
           gammapy_maps: {cpus: 4, memory: 8000}        # memory in MB
 
-    Known keys: cpus, memory, partition, account (see JobTemplate); the activity's entry
-    overrides the ``"*"`` one. The SLURM manager turns them into sbatch options (and
-    refuses invalid values, which ends the job in ERROR); the local manager ignores them.
+    The activity's entry overrides the ``"*"`` one. The SLURM manager turns them into
+    sbatch options (and refuses invalid values, which ends the job in ERROR); the local
+    manager ignores them.
     """
-    table = settings.extra.get("resources") or {}
     merged: dict[str, str] = {}
-    if not isinstance(table, Mapping):
-        log.warning("setting resources: expected a mapping of activity -> resources")
-        return merged
     for key in ("*", activity):
-        entry = table.get(key) or {}
-        if isinstance(entry, Mapping):
-            merged.update({str(k): str(v) for k, v in entry.items() if v is not None})
+        entry = settings.resources.get(key)
+        if entry is not None:
+            merged.update({name: str(value) for name, value
+                           in entry.model_dump(exclude_none=True).items()})
     return merged
 
 
@@ -139,7 +109,7 @@ class Scheduler:
         """Job events that concern the cluster: a job to dispatch, or one to stop."""
         if phase == Phase.QUEUED:
             self._wake.set()
-        elif phase in WATCHED_PHASES:
+        elif phase in WATCHED_CHANGES:
             with self._lock:
                 self._changed.add(job_id)
             self._wake.set()
@@ -151,8 +121,11 @@ class Scheduler:
 
     def run_forever(self, stop: threading.Event) -> None:
         self.services.events.subscribe(self._on_event)
-        threading.Thread(target=lambda: (stop.wait(), self.wake()), daemon=True,
-                         name="scheduler-stop").start()
+        def wake_on_stop() -> None:
+            stop.wait()
+            self.wake()
+
+        threading.Thread(target=wake_on_stop, daemon=True, name="scheduler-stop").start()
         self.pass_all()  # start-up: reconcile everything the last scheduler left
         while not stop.is_set():
             woke = self._wake.wait(self.settings.scheduler_interval)
@@ -211,9 +184,8 @@ class Scheduler:
         # the runner enforces executionDuration itself.
         time_limit = self.manager.effective_time_limit(job.execution_duration)
         # Claim the job first: if it was aborted or deleted meanwhile, nothing is started.
-        if not self.store.update(job.job_id, expected_phases={Phase.QUEUED}, announce=False,
-                                 cluster_state="submitted", manager=self.manager.name,
-                                 secret_hash=hash_secret(secret), time_limit=time_limit):
+        if not self.store.claim(job.job_id, manager=self.manager.name,
+                                secret_hash=hash_secret(secret), time_limit=time_limit):
             return
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
@@ -238,8 +210,8 @@ class Scheduler:
                 "submitted": format_datetime(utcnow()),
                 "description_sha256": description_sha256(activity),
                 "context_cache": str(self.settings.run_dir / "packages-cache.json"),
-                "inputs": stage_inputs(self.settings, self.store.engine, activity, job,
-                                       job_dir),
+                "inputs": stage_inputs(self.settings, self.services.provenance, activity,
+                                       job, job_dir),
                 "fetch": {"max_bytes": self.settings.fetch_max_bytes,
                           "timeout": self.settings.fetch_timeout,
                           "block_private": self.settings.fetch_block_private},
@@ -263,15 +235,15 @@ class Scheduler:
             self._fail(job, f"could not be submitted to the {self.manager.name} cluster: "
                             f"{error}")
             return
-        if not self.store.update(job.job_id, announce=False, native_id=native_id):
+        if not self.store.set_native_id(job.job_id, native_id):
             self.manager.terminate(native_id)  # deleted while we were submitting it
         log.info("job %s submitted as %s", job.job_id, native_id)
 
     def _fail(self, job: Job, message: str) -> None:
         """End a job in ERROR (recording its provenance like any other end)."""
-        self.services.jobs.apply_report(job.job_id, {"phase": Phase.ERROR,
+        self.services.reports.apply(job.job_id, {"phase": Phase.ERROR,
                                                      "error_summary": message})
-        self.store.update(job.job_id, announce=False, cluster_state="ended")
+        self.store.released(job.job_id)
 
     # -- reconciliation -----------------------------------------------------------------
     def reconcile_all(self, jobs: list[Job]) -> None:
@@ -291,7 +263,7 @@ class Scheduler:
         or asked now)."""
         if job.native_id is None:
             if job.phase not in CLUSTER_ACTIVE:
-                self.store.update(job.job_id, announce=False, cluster_state="ended")
+                self.store.released(job.job_id)
             return  # still being submitted
         if status is None:
             try:
@@ -310,10 +282,10 @@ class Scheduler:
                     self.manager.terminate(job.native_id)
                 return  # ended in the database: wait for the cluster to let go
             self.manager.release(job.native_id, job_dir)
-            self.store.update(job.job_id, announce=False, cluster_state="ended")
+            self.store.released(job.job_id)
             return
         if cluster_running:
-            self._follow_cluster_phase(job, status.phase)
+            self.services.jobs.follow_cluster(job, Phase(status.phase))
             self._enforce_duration(job)
             return
         # The cluster is done with it but the database still thinks it runs: the runner's
@@ -331,32 +303,18 @@ class Scheduler:
                 # by an ABORT (that would have ended the job in the database already)
                 outcome = {**outcome, "phase": Phase.ERROR, "error_summary":
                            f"{ended}; {outcome.get('error_summary') or 'stopped'}"}
-            self.services.jobs.apply_report(job.job_id, outcome)
+            self.services.reports.apply(job.job_id, outcome)
         elif status.phase == Phase.ABORTED:
-            self.services.jobs.apply_report(job.job_id, {
+            self.services.reports.apply(job.job_id, {
                 "phase": Phase.ABORTED,
                 "error_summary": f"the job was cancelled on the cluster ({ended})"})
         else:
-            self.services.jobs.apply_report(job.job_id, {
+            self.services.reports.apply(job.job_id, {
                 "phase": Phase.ERROR,
                 "error_summary": f"the job ended without reporting an outcome ({ended}); "
                                  f"see runner.log in the job directory"})
         self.manager.release(job.native_id, job_dir)
-        self.store.update(job.job_id, announce=False, cluster_state="ended")
-
-    def _follow_cluster_phase(self, job: Job, cluster_phase: str) -> None:
-        """The cluster holds the job: make the UWS phase say what it does (QUEUED, HELD,
-        SUSPENDED, EXECUTING), also when the runner's EXECUTING report was lost."""
-        if job.phase == cluster_phase:
-            return
-        values: dict[str, Any] = {"phase": cluster_phase}
-        if cluster_phase == Phase.EXECUTING and job.start_time is None:
-            values["start_time"] = utcnow()  # the runner's own report will not override it
-        elif cluster_phase == Phase.QUEUED and job.phase == Phase.EXECUTING:
-            log.warning("job %s was requeued by the cluster", job.job_id)
-        if self.store.update(job.job_id, expected_phases={job.phase}, **values):
-            log.info("job %s: %s -> %s (as the cluster says)", job.job_id, job.phase,
-                     cluster_phase)
+        self.store.released(job.job_id)
 
     def _enforce_duration(self, job: Job) -> None:
         """Backstop of the runner's own limit: stop a job far past its executionDuration."""
@@ -366,7 +324,7 @@ class Scheduler:
             seconds=(job.time_limit or job.execution_duration) + self.settings.kill_grace)
         if utcnow() > limit:
             log.warning("job %s exceeded its executionDuration; stopping it", job.job_id)
-            self.services.jobs.apply_report(job.job_id, {
+            self.services.reports.apply(job.job_id, {
                 "phase": Phase.ERROR,
                 "error_summary": f"executionDuration of {job.execution_duration} s "
                                  f"exceeded; the job was stopped"})
@@ -397,16 +355,6 @@ class Scheduler:
             if row.remove_files and job_dir.exists():
                 shutil.rmtree(job_dir, ignore_errors=True)
             self.store.cleanup_done(row.id)
-
-
-def description_sha256(activity: ActivityDescription) -> str | None:
-    """sha256 of the description file the job was dispatched with."""
-    if activity.source is None:
-        return None
-    try:
-        return hashlib.sha256(activity.source.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def read_outcome(job_dir: Path) -> dict[str, Any] | None:

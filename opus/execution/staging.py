@@ -14,14 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from opus.activities.model import ActivityDescription
 from opus.config import Settings
-from opus.provenance import tables as prov
+from opus.storage.provenance import ProvenanceStore
 from opus.uws import inputs
 from opus.uws.models import Job
-from opus.uws.tables import results
 
 
 class StagingError(RuntimeError):
@@ -38,8 +35,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def stage_inputs(settings: Settings, engine: sa.Engine, activity: ActivityDescription,
-                 job: Job, job_dir: Path) -> list[dict[str, Any]]:
+def stage_inputs(settings: Settings, provenance: ProvenanceStore,
+                 activity: ActivityDescription, job: Job, job_dir: Path) -> list[dict[str, Any]]:
     """Put the job's inputs in place; returns their descriptions for ``job.json``."""
     staged = []
     for entity in activity.used:
@@ -56,7 +53,7 @@ def stage_inputs(settings: Settings, engine: sa.Engine, activity: ActivityDescri
                                 f"/parameters/{entity.name}")
         elif kind == "entity":
             entity_id = value[len(inputs.ENTITY_PREFIX):]
-            source, location = _result_file(settings, engine, entity.name, entity_id)
+            source, location = _result_file(settings, provenance, entity.name, entity_id)
             _link_or_copy(source, target)
             spec.update(entity_id=entity_id, location=location)
         else:
@@ -65,21 +62,15 @@ def stage_inputs(settings: Settings, engine: sa.Engine, activity: ActivityDescri
     return staged
 
 
-def _result_file(settings: Settings, engine: sa.Engine, name: str,
+def _result_file(settings: Settings, provenance: ProvenanceStore, name: str,
                  entity_id: str) -> tuple[Path, str]:
-    with engine.connect() as connection:
-        row = connection.execute(
-            sa.select(prov.entity.c.job_id, prov.entity.c.result_id, prov.entity.c.location,
-                      results.c.path)
-            .select_from(prov.entity.join(
-                results, sa.and_(results.c.job_id == prov.entity.c.job_id,
-                                 results.c.result_id == prov.entity.c.result_id)))
-            .where(prov.entity.c.id == entity_id)
-        ).first()
-    if row is None:
+    found = provenance.result_path(entity_id)
+    job_id = found[0].job_id if found is not None else None
+    if found is None or job_id is None:
         raise StagingError(f"input {name}: the result {entity_id} is no longer available")
-    base = (settings.jobs_dir / row.job_id).resolve()
-    source = (base / row.path).resolve()
+    entity, relative = found
+    base = (settings.jobs_dir / job_id).resolve()
+    source = (base / relative).resolve()
     if not source.is_relative_to(base) or not source.is_file():
         raise StagingError(f"input {name}: the file of result {entity_id} is gone")
-    return source, row.location
+    return source, entity.location or ""

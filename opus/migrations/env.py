@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from opus.uws.tables import metadata
+from opus.storage.tables import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

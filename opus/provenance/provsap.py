@@ -12,14 +12,22 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-import sqlalchemy as sa
+from opus.errors import (
+    NotFoundError,
+    ParameterError,
+    ServiceUnavailableError,
+    UnsupportedFormatError,
+)
+from opus.provenance.document import build_document
+from opus.provenance.graph import Graph
+from opus.storage.provenance import ProvenanceStore
 
-from opus.errors import NotFoundError, ParameterError, UnsupportedFormatError
-from opus.provenance.graph import Graph, node_kind, walk
-
+#: The serialisations ProvSAP answers in.
+Format = Literal["json", "xml", "provn", "votable", "svg", "png"]
 #: RESPONSEFORMAT values (MIME types and short names) -> internal format name.
-FORMATS = {
+FORMATS: dict[str, Format] = {
     "application/x-prov+json": "json", "application/json": "json", "json": "json",
     "prov-json": "json",
     "application/x-prov+xml": "xml", "application/xml": "xml", "xml": "xml",
@@ -29,13 +37,15 @@ FORMATS = {
     "image/svg+xml": "svg", "svg": "svg", "prov-svg": "svg",
     "image/png": "png", "png": "png", "prov-png": "png",
 }
-CONTENT_TYPES = {
+CONTENT_TYPES: dict[Format, str] = {
     "json": "application/x-prov+json", "xml": "application/x-prov+xml",
     "provn": "text/provenance-notation; charset=UTF-8",
     "votable": "application/x-votable+xml", "svg": "image/svg+xml", "png": "image/png",
 }
 _BOOLEAN = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+#: Longest node id looked up (the record's ids are at most 255 characters).
+MAX_ID_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class ProvSapQuery:
     steps: bool = False
     descriptions: bool = False
     configuration: bool = True
-    format: str = "json"
+    format: Format = "json"
 
 
 def _one(name: str, items: Sequence[tuple[str, str]]) -> str | None:
@@ -73,6 +83,10 @@ def parse_query(items: Sequence[tuple[str, str]], namespace: str) -> ProvSapQuer
     """Read ProvSAP parameters (names case-insensitive, DALI 1.1 section 3.1)."""
     ids = tuple(local_id(value, namespace) for key, value in items
                 if key.upper() == "ID" and value.strip())
+    for node in ids:
+        if len(node) > MAX_ID_LENGTH or not node.isprintable():
+            raise ParameterError("ID", f"{node[:80]!r} is no identifier of this record "
+                                       f"(at most {MAX_ID_LENGTH} printable characters)")
     if not ids:
         raise ParameterError("ID", "required: the identifier of an entity, activity or agent")
     depth_text = _one("DEPTH", items)
@@ -124,11 +138,38 @@ def local_id(value: str, namespace: str) -> str:
     return value
 
 
-def query_graph(engine: sa.Engine, query: ProvSapQuery, max_nodes: int) -> Graph:
-    with engine.connect() as connection:
-        unknown = [node for node in query.ids if node_kind(connection, node) is None]
-        if unknown:
-            raise NotFoundError(f"ID: no provenance record for {', '.join(unknown)}")
-        return walk(connection, query.ids, depth=query.depth, direction=query.direction,
-                    agents=query.agent, configuration=query.configuration,
-                    max_nodes=max_nodes)
+def query_graph(provenance: ProvenanceStore, query: ProvSapQuery, max_nodes: int) -> Graph:
+    """The graph a ProvSAP query asks for; 404 if an ID is not in the record."""
+    unknown = provenance.unknown_nodes(query.ids)
+    if unknown:
+        raise NotFoundError(f"ID: no provenance record for {', '.join(unknown)}")
+    return provenance.walk(query.ids, depth=query.depth, direction=query.direction,
+                           agents=query.agent, configuration=query.configuration,
+                           max_nodes=max_nodes)
+
+
+class GraphTooLargeError(ServiceUnavailableError):
+    """The picture of this graph could not be laid out in time: a fault of the server (its
+    layout budget), not of the request, answered 503 and logged."""
+
+
+def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float) -> bytes:
+    """``graph`` in the query's RESPONSEFORMAT."""
+    if query.format == "votable":
+        from opus.provenance.votable import graph_to_votable
+
+        return graph_to_votable(graph, namespace)
+    if query.format in ("svg", "png"):
+        from opus.provenance.render import RenderError, graph_to_dot, render
+
+        try:
+            picture: Literal["svg", "png"] = "svg" if query.format == "svg" else "png"
+            return render(graph_to_dot(graph, namespace), picture, timeout=timeout)
+        except RenderError as error:
+            raise GraphTooLargeError(f"{error}; ask for a smaller DEPTH or another "
+                                     f"RESPONSEFORMAT", retry_after=60) from None
+    document = build_document(graph, namespace, model=query.model,
+                              descriptions=query.descriptions)
+    if query.format == "provn":
+        return str(document.get_provn()).encode()
+    return str(document.serialize(format=query.format)).encode()

@@ -15,34 +15,23 @@ original and every result is identical, else "different".
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import sqlalchemy as sa
-
-from opus.db import write_transaction
 from opus.errors import NotFoundError
-from opus.provenance import tables as t
-from opus.provenance.record import activity_id as activity_of_job
-from opus.provenance.record import insert_ignore
 from opus.provenance.replay import recorded_inputs
-from opus.provenance.replay_tables import replay, replay_pair
+from opus.storage.jobs import JobStore
+from opus.storage.provenance import ProvenanceStore, activity_id
 from opus.uws import params
-from opus.uws.models import utcnow
-from opus.uws.service import plausible_job_id
-
-if TYPE_CHECKING:
-    from opus.app import Services
 
 RELATION = "prov:alternateOf"
 
 
-def _generated(connection: sa.Connection, activity_id: str) -> dict[str, dict[str, Any]]:
-    """{result id: entity row} of the products of a run."""
-    e, g = t.entity, t.was_generated_by
-    rows = connection.execute(sa.select(e).join(g, g.c.entity_id == e.c.id)
-                              .where(g.c.activity_id == activity_id))
-    return {(row.result_id or row.name or row.id): dict(row._mapping) for row in rows}
+def _generated(provenance: ProvenanceStore, run_id: str) -> dict[str, dict[str, Any]]:
+    """{result id: entity, as a dict of its columns} of the products of a run."""
+    return {(e.result_id or e.name or e.id): dataclasses.asdict(e)
+            for e in provenance.generated(run_id)}
 
 
 def _verdict(original: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
@@ -61,17 +50,17 @@ def _side(row: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"entity": f"opus:{row['id']}", "sha256": row["sha256"], "size": row["size"]}
 
 
-def compare(connection: sa.Connection, original: dict[str, Any],
+def compare(provenance: ProvenanceStore, original: dict[str, Any],
             new: dict[str, Any]) -> dict[str, Any]:
     """The comparison of two recorded runs (activity rows)."""
-    before, after = _generated(connection, original["id"]), _generated(connection, new["id"])
+    before, after = _generated(provenance, original["id"]), _generated(provenance, new["id"])
     results = []
     for result_id in sorted(set(before) | set(after)):
         results.append({"result_id": result_id, "original": _side(before.get(result_id)),
                         "new": _side(after.get(result_id)),
                         "verdict": _verdict(before.get(result_id), after.get(result_id))})
-    inputs_before = recorded_inputs(connection, original["id"])
-    inputs_after = recorded_inputs(connection, new["id"])
+    inputs_before = recorded_inputs(provenance, original["id"])
+    inputs_after = recorded_inputs(provenance, new["id"])
     inputs = [{"role": role, "original": _side(inputs_before.get(role)),
                "new": _side(inputs_after.get(role)),
                "verdict": _verdict(inputs_before.get(role), inputs_after.get(role))}
@@ -83,20 +72,12 @@ def compare(connection: sa.Connection, original: dict[str, Any],
             "results": results, "inputs": inputs}
 
 
-def _store(services: "Services", new_job_id: str, comparison: dict[str, Any]) -> None:
-    pairs = [{"new_entity_id": r["new"]["entity"].removeprefix("opus:"),
-              "original_entity_id": r["original"]["entity"].removeprefix("opus:"),
-              "new_job_id": new_job_id, "result_id": r["result_id"], "verdict": r["verdict"]}
-             for r in comparison["results"] if r["original"] and r["new"]]
-    with write_transaction(services.store.engine) as connection:
-        stored = connection.execute(
-            replay.update()
-            .where(replay.c.new_job_id == new_job_id, replay.c.compared_at.is_(None))
-            .values(compared_at=utcnow(), verdict=comparison["verdict"],
-                    comparison=json.dumps(comparison))
-        ).rowcount
-        if stored:
-            insert_ignore(connection, replay_pair, pairs)
+def _pairs(new_job_id: str, comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """``prov_replay_pair`` rows: each new product and the original it regenerates."""
+    return [{"new_entity_id": r["new"]["entity"].removeprefix("opus:"),
+             "original_entity_id": r["original"]["entity"].removeprefix("opus:"),
+             "new_job_id": new_job_id, "result_id": r["result_id"], "verdict": r["verdict"]}
+            for r in comparison["results"] if r["original"] and r["new"]]
 
 
 def _job_json(row: dict[str, Any] | None, job_id: str | None, activity: str | None,
@@ -113,47 +94,41 @@ def _job_json(row: dict[str, Any] | None, job_id: str | None, activity: str | No
     }
 
 
-def replay_status(services: "Services", new_job_id: str, root_url: str) -> dict[str, Any]:
+def replay_status(provenance: ProvenanceStore, store: JobStore, new_job_id: str,
+                  root_url: str) -> dict[str, Any]:
     """The replay whose new job is ``new_job_id``, compared once the new run has ended."""
-    engine = services.store.engine
-    if not plausible_job_id(new_job_id):
+    if not params.plausible_job_id(new_job_id):
         raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
-    with engine.connect() as connection:
-        record = connection.execute(sa.select(replay)
-                                    .where(replay.c.new_job_id == new_job_id)).first()
-        if record is None:
-            raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
-        original = dict(connection.execute(sa.select(t.activity).where(
-            t.activity.c.id == record.original_activity_id)).one()._mapping)
-        new_row = connection.execute(sa.select(t.activity).where(
-            t.activity.c.id == activity_of_job(new_job_id))).first()
-        new = dict(new_row._mapping) if new_row else None
-        # The new run's record is written in the transaction that ends its job: once it
-        # is there, the run is over and the comparison final.
-        fresh = (compare(connection, original, new)
-                 if record.compared_at is None and new is not None else None)
-    if fresh is not None:
-        _store(services, new_job_id, fresh)
-        with engine.connect() as connection:
-            record = connection.execute(sa.select(replay)
-                                        .where(replay.c.new_job_id == new_job_id)).one()
-    job = services.store.get(new_job_id, with_results=False)
-    checks = json.loads(record.checks)
-    comparison = json.loads(record.comparison) if record.comparison else None
+    record = provenance.replay(new_job_id)
+    if record is None:
+        raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
+    original = provenance.activity(record["original_activity_id"])
+    if original is None:
+        raise NotFoundError(f"the replayed run of job {params.shown(new_job_id)} is gone")
+    new = provenance.activity(activity_id(new_job_id))
+    # The new run's record is written in the transaction that ends its job: once it is
+    # there, the run is over and the comparison final.
+    if record["compared_at"] is None and new is not None:
+        fresh = compare(provenance, original, new)
+        provenance.store_comparison(new_job_id, fresh, _pairs(new_job_id, fresh))
+        record = provenance.replay(new_job_id) or record
+    job = store.get(new_job_id, with_results=False)
+    checks = json.loads(record["checks"])
+    comparison = json.loads(record["comparison"]) if record["comparison"] else None
     new_json = _job_json(new, new_job_id, original["name"], root_url)
     if job is not None:
         new_json["phase"] = job.phase
     answer: dict[str, Any] = {
         "replay": f"{root_url}/provenance/replay/{new_job_id}",
-        "requested": record.requested_id,
-        "original": _job_json(original, record.original_job_id, original["name"], root_url),
+        "requested": record["requested_id"],
+        "original": _job_json(original, record["original_job_id"], original["name"], root_url),
         "new": new_json,
-        "forced": bool(record.forced),
+        "forced": bool(record["forced"]),
         "overridden": checks.get("overridden", []),
         "notes": checks.get("notes", []),
-        "created": params.format_datetime(record.created),
+        "created": params.format_datetime(record["created"]),
         "status": "compared" if comparison else "waiting",
-        "compared": params.format_datetime(record.compared_at) or None,
+        "compared": params.format_datetime(record["compared_at"]) or None,
         "verdict": comparison["verdict"] if comparison else None,
         "phases": comparison["phases"] if comparison else None,
         "results": comparison["results"] if comparison else [],

@@ -95,7 +95,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from prov.constants import (
     PROV_ATTR_ENDTIME,
     PROV_ATTR_GENERATED_ENTITY,
@@ -112,7 +111,6 @@ from prov.model import Literal, ProvBundle, ProvDocument, ProvException, parse_x
 
 from opus.activities.model import ActivityDescription
 from opus.config import PROJECT_ROOT
-from opus.provenance import tables as t
 
 log = logging.getLogger("opus.provenance")
 
@@ -340,42 +338,6 @@ def bindings_for_run(
         if value is not None:
             variables[key] = [{"@value": _time_text(value), "@type": "xsd:dateTime"}]
     return {"var": variables, "context": {"opus": namespace}}
-
-
-def bindings_from_record(connection: sa.Connection, activity_id: str,
-                         namespace: str = DEFAULT_NAMESPACE,
-                         activity: ActivityDescription | None = None) -> dict[str, Any] | None:
-    """The bindings of a recorded run (tables of :mod:`opus.provenance.tables`), or None
-    when there is no activity ``activity_id``. ``activity`` (its description) types the
-    parameters and keeps parameter variables apart from entity names."""
-    row = connection.execute(sa.select(t.activity).where(t.activity.c.id == activity_id)
-                             ).first()
-    if row is None:
-        return None
-    used: dict[str, list[str]] = {}
-    for item in connection.execute(sa.select(t.used).where(t.used.c.activity_id == activity_id)
-                                   .order_by(t.used.c.role, t.used.c.entity_id)):
-        used.setdefault(item.role or "input", []).append(item.entity_id)
-    generated: dict[str, list[str]] = {}
-    for item in connection.execute(
-            sa.select(t.was_generated_by).where(t.was_generated_by.c.activity_id == activity_id)
-            .order_by(t.was_generated_by.c.role, t.was_generated_by.c.entity_id)):
-        generated.setdefault(item.role or "output", []).append(item.entity_id)
-    parameters = {item.name: item.value for item in connection.execute(
-        sa.select(t.parameter).where(t.parameter.c.activity_id == activity_id)
-        .order_by(t.parameter.c.name))}
-    agents = [item.agent_id for item in connection.execute(
-        sa.select(t.was_associated_with).where(
-            t.was_associated_with.c.activity_id == activity_id,
-            t.was_associated_with.c.role == OPERATOR).order_by(t.was_associated_with.c.agent_id))]
-    datatypes: dict[str, str] = {}
-    names: list[str] = []
-    if activity is not None:
-        datatypes = {p.name: p.datatype for p in activity.parameters}
-        names = [e.name for e in (*activity.used, *activity.generated)]
-    return bindings_for_run(activity_id, used, generated, parameters,
-                            agents[0] if agents else None, row.start_time, row.end_time,
-                            namespace, datatypes=datatypes, entity_names=names)
 
 
 # --------------------------------------------------------------------------- expansion
@@ -680,40 +642,21 @@ def derivations(expanded: ProvDocument,
     return sorted(pairs)
 
 
-def template_derivations(connection: sa.Connection, activity_id: str,
-                         activity: ActivityDescription | None,
-                         directory: Path = TEMPLATES_DIR,
-                         namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
-    """Rows for ``prov_wasderivedfrom`` that the activity's template asserts for the run
-    ``activity_id``, read from the record written so far on ``connection`` (call it after
-    the run's used, wasGeneratedBy, parameter and wasAssociatedWith rows are inserted).
-
-    Only pairs of entities present in ``prov_entity`` are returned. A broken template file
-    or bindings that do not fit it are logged and give the default template's derivations
-    (a bad template must never stop a job from ending).
+def template_pairs(activity: ActivityDescription, bindings: Mapping[str, Any],
+                   directory: Path = TEMPLATES_DIR,
+                   namespace: str = DEFAULT_NAMESPACE) -> list[tuple[str, str]]:
+    """(generated, used) entity pairs that the activity's template asserts for a run with
+    ``bindings``. A broken template file or bindings that do not fit it are logged and give
+    the default template's derivations (a bad template must never stop a job from ending).
     """
-    if activity is None:
-        return []
-    bindings = bindings_from_record(connection, activity_id, namespace, activity)
-    if bindings is None:
-        return []
     try:
-        pairs = derivations(expand(load_template(activity, directory, namespace=namespace),
-                                   bindings), namespace)
+        return derivations(expand(load_template(activity, directory, namespace=namespace),
+                                  bindings), namespace)
     except ValueError as error:
         log.error("provenance template of %s: %s; using the default template",
                   activity.name, error)
-        pairs = derivations(expand(default_template(activity, namespace), bindings),
-                            namespace)
-    ids = {entity for pair in pairs for entity in pair}
-    known: set[str] = set()
-    for chunk in (sorted(ids)[i:i + 500] for i in range(0, len(ids), 500)):
-        known.update(row.id for row in connection.execute(
-            sa.select(t.entity.c.id).where(t.entity.c.id.in_(chunk))))
-    return [{"generated_entity_id": generated, "used_entity_id": used,
-             "activity_id": activity_id}
-            for generated, used in pairs
-            if generated in known and used in known and generated != used]
+        return derivations(expand(default_template(activity, namespace), bindings),
+                           namespace)
 
 
 def bindings_json(bindings: Mapping[str, Any]) -> str:

@@ -16,23 +16,40 @@ the activity description declares.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
-
-import sqlalchemy as sa
 
 from opus.activities.model import ActivityDescription, EntityDescription
 from opus.errors import ParameterError, PayloadTooLargeError
-from opus.provenance import tables as prov
 
 UPLOAD_PREFIX = "param:"
 ENTITY_PREFIX = "opus:"
 _ENTITY = re.compile(r"^(?:opus:)?(ent-[0-9a-f]{32})$")
 _RESULT_PATH = re.compile(r"/rest/([^/]+)/([0-9a-f]{32})/results/([^/?#]+)$")
+
+
+class KnownEntity(Protocol):
+    """What the UWS core needs to know of a provenance entity."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def invalidated_at_time(self) -> dt.datetime | None: ...
+
+
+class EntityLookup(Protocol):
+    """The provenance record, as input references need it (wired in :mod:`opus.services`
+    to :class:`opus.storage.provenance.ProvenanceStore`)."""
+
+    def entity(self, entity_id: str) -> KnownEntity | None: ...
+
+    def entity_of_result(self, job_id: str, result_id: str) -> KnownEntity | None: ...
 
 
 def used_entity(activity: ActivityDescription, name: str) -> EntityDescription | None:
@@ -64,7 +81,7 @@ def kind_of(value: str) -> str:
     return "url"
 
 
-def resolve_reference(engine: sa.Engine, name: str, value: str) -> str:
+def resolve_reference(entities: EntityLookup, name: str, value: str) -> str:
     """The stored form of an input given by reference, or a ParameterError naming it."""
     text = value.strip()
     match = _ENTITY.match(text)
@@ -76,28 +93,18 @@ def resolve_reference(engine: sa.Engine, name: str, value: str) -> str:
         result = _RESULT_PATH.search(parts.path)
         if result is None:
             return text  # somewhere else: the runner fetches it
-        entity_id = _entity_of_result(engine, result.group(2), result.group(3))
-        if entity_id is None:
+        entity = entities.entity_of_result(result.group(2), result.group(3))
+        if entity is None:
             return text  # a result URL of another server that looks like ours
+        entity_id = entity.id
     else:
         entity_id = match.group(1)
-    with engine.connect() as connection:
-        row = connection.execute(
-            sa.select(prov.entity.c.invalidated_at_time).where(prov.entity.c.id == entity_id)
-        ).first()
-    if row is None:
+        entity = entities.entity(entity_id)
+    if entity is None:
         raise ParameterError(name, f"no result {entity_id} is known here")
-    if row.invalidated_at_time is not None:
+    if entity.invalidated_at_time is not None:
         raise ParameterError(name, f"the result {entity_id} was deleted")
     return ENTITY_PREFIX + entity_id
-
-
-def _entity_of_result(engine: sa.Engine, job_id: str, result_id: str) -> str | None:
-    with engine.connect() as connection:
-        return connection.execute(
-            sa.select(prov.entity.c.id).where(prov.entity.c.job_id == job_id,
-                                              prov.entity.c.result_id == result_id)
-        ).scalar()
 
 
 def upload_path(job_dir: Path, name: str) -> Path:

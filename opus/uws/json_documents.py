@@ -1,7 +1,7 @@
 """UWS 1.1 resources as JSON: the same information as the XML documents of :mod:`opus.uws.xml`.
 
 UWS 1.1 defines only XML; these documents are OPUS's JSON equivalent, served when a client's
-``Accept`` header prefers ``application/json`` (see :func:`prefers_json`). Names follow the
+``Accept`` header prefers ``application/json`` (:mod:`opus.web.negotiation`). Names follow the
 XML elements and attributes of UWS.xsd, so a client can read either with one vocabulary:
 
 ``job``
@@ -42,45 +42,6 @@ from opus.uws.params import format_datetime
 JSON = "application/json"
 #: Media types the XML documents are also known by (a client asking for text/xml gets them).
 XML_TYPES = ("application/xml", "text/xml")
-
-
-# -- content negotiation ------------------------------------------------------------------
-def accept_quality(accept: str, media_type: str) -> float:
-    """The q value an ``Accept`` header gives ``media_type``: the most specific matching
-    range decides (exact, then ``type/*``, then ``*/*``; RFC 9110 section 12.5.1). A type
-    the header does not match gets 0."""
-    wanted = media_type.lower()
-    major = wanted.split("/", 1)[0]
-    ranks = {wanted: 2, f"{major}/*": 1, "*/*": 0}
-    best_q, best_rank = 0.0, -1
-    for item in accept.split(","):
-        media, *parameters = (part.strip() for part in item.split(";"))
-        rank = ranks.get(media.lower(), -1)
-        if rank < 0 or rank < best_rank:
-            continue
-        q = 1.0
-        for parameter in parameters:
-            key, _, value = parameter.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = min(max(float(value), 0.0), 1.0)
-                except ValueError:
-                    q = 0.0
-        if rank > best_rank:
-            best_q, best_rank = q, rank
-        else:  # the same range twice: the more generous one
-            best_q = max(best_q, q)
-    return best_q
-
-
-def prefers_json(accept: str | None, *alternatives: str) -> bool:
-    """Whether a client with this ``Accept`` header prefers JSON to every alternative
-    (the resource's standard format). No header, ``*/*`` or a tie keep the standard
-    format: UWS clients that do not ask for JSON get what UWS says."""
-    if not accept:
-        return False
-    json_q = accept_quality(accept, JSON)
-    return json_q > 0 and all(json_q > accept_quality(accept, other) for other in alternatives)
 
 
 # -- documents ------------------------------------------------------------------------------

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from opus.activities.model import ActivityDescription
 
 
-class Phase:
-    """Execution phases, UWS 1.1 section 2.1.3."""
+class Phase(enum.StrEnum):
+    """Execution phases, UWS 1.1 section 2.1.3. Members are strings (``Phase.QUEUED ==
+    "QUEUED"``), so they go to the database, XML and JSON as they are."""
 
     PENDING = "PENDING"
     QUEUED = "QUEUED"
@@ -20,18 +26,30 @@ class Phase:
     SUSPENDED = "SUSPENDED"
     ARCHIVED = "ARCHIVED"
 
-    ALL = frozenset(
-        {PENDING, QUEUED, EXECUTING, COMPLETED, ERROR, ABORTED, UNKNOWN, HELD, SUSPENDED,
-         ARCHIVED}
-    )
-    #: Phases in which WAIT may block (UWS 1.1 section 2.2.1.2).
-    ACTIVE = frozenset({PENDING, QUEUED, EXECUTING})
-    #: Phases a job never leaves except by destruction.
-    FINAL = frozenset({COMPLETED, ERROR, ABORTED, ARCHIVED})
-    #: Phases in which the cluster may still hold the job.
-    RUNNING = frozenset({QUEUED, EXECUTING, HELD, SUSPENDED})
-    #: Phases from which ABORT is allowed.
-    ABORTABLE = frozenset({PENDING, QUEUED, EXECUTING, HELD, SUSPENDED, UNKNOWN})
+
+#: Phases in which WAIT may block (UWS 1.1 section 2.2.1.2).
+ACTIVE_PHASES = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})
+#: Phases a job never leaves except by destruction.
+FINAL_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED})
+#: The ends of a run, each recorded in the provenance (ARCHIVED comes later, by policy).
+END_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
+#: Phases in which the cluster may still hold the job.
+RUNNING_PHASES = frozenset({Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED})
+#: Phases from which ABORT is allowed.
+ABORTABLE_PHASES = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD,
+                              Phase.SUSPENDED, Phase.UNKNOWN})
+
+
+class Change(enum.StrEnum):
+    """Job events that are not a phase: the job was deleted, or changed without changing
+    phase (parameters, destruction). Announced beside phases (:mod:`opus.storage.events`)."""
+
+    DELETED = "DELETED"
+    CHANGED = "CHANGED"
+
+
+#: What a job event announces: its new phase, or another kind of change.
+JobChange = Phase | Change
 
 
 def utcnow() -> dt.datetime:
@@ -57,7 +75,7 @@ class Job:
 
     job_id: str
     activity: str
-    phase: str
+    phase: Phase
     creation_time: dt.datetime
     execution_duration: int
     parameters: dict[str, str]
@@ -81,7 +99,24 @@ class JobRef:
     """A line of the job list (UWS ShortJobDescription)."""
 
     job_id: str
-    phase: str
+    phase: Phase
     run_id: str | None
     owner_id: str | None
     creation_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as the provenance record keeps it (ProvenanceDM 1.0 section 2):
+    written in the transaction that moves the job to ``phase``. ``outcome`` is what the
+    runner reported (times, context, inputs, hashes); an ABORT by the client reports only
+    its summary. A result's location is ``{result_url}/{result_id}``."""
+
+    job: Job
+    phase: Phase
+    end_time: dt.datetime
+    start_time: dt.datetime | None
+    results: tuple[JobResult, ...]
+    result_url: str
+    activity: ActivityDescription | None
+    outcome: Mapping[str, Any]

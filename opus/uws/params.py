@@ -64,15 +64,15 @@ def parse_datetime(name: str, text: str) -> dt.datetime:
     return value
 
 
-def parse_phases(values: Iterable[str]) -> list[str]:
+def parse_phases(values: Iterable[str]) -> list[Phase]:
     """PHASE filters of the job list (UWS 1.1 section 2.2.2.1)."""
     phases = []
     for value in values:
-        phase = value.strip().upper()
-        if phase not in Phase.ALL:
-            raise ParameterError("PHASE", f"must be one of {', '.join(sorted(Phase.ALL))} "
-                                          f"(got {shown(value)})")
-        phases.append(phase)
+        try:
+            phases.append(Phase(value.strip().upper()))
+        except ValueError:
+            raise ParameterError("PHASE", f"must be one of {', '.join(sorted(Phase))} "
+                                          f"(got {shown(value)})") from None
     return phases
 
 
@@ -110,3 +110,59 @@ def parse_wait(text: str, cap: float) -> float:
     if math.isnan(value) or (value < 0 and value != -1):
         raise ParameterError("WAIT", f"must be -1 or a number of seconds >= 0 (got {shown(text)})")
     return cap if value < 0 else min(value, cap)
+
+
+# -- job control parameters (UWS 1.1 section 2.2.3.1) ----------------------------------
+#: UWS job-control parameters that may accompany a creation POST (UWS 1.1 section 2.2.3.1);
+#: compared case-insensitively like every parameter name (DALI 1.1 section 3.1).
+CONTROL_PARAMETERS = {"phase", "runid", "executionduration", "destruction", "action"}
+#: Longest parameter name considered; longer ones cannot be any activity's.
+MAX_NAME_LENGTH = 256
+#: Characters outside XML 1.0's Char production (XML 1.0 section 2.2).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def plausible_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` could name a stored job; anything else is not looked up (the
+    database may refuse it: PostgreSQL rejects NUL characters in a query)."""
+    return len(job_id) <= 64 and _NOT_XML.search(job_id) is None
+
+
+def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Separate UWS control parameters from the activity's own; a name given twice is a
+    mistake (these parameters take one value)."""
+    control: dict[str, str] = {}
+    activity: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in submitted:
+        if len(name) > MAX_NAME_LENGTH:
+            raise ParameterError(shown(name), f"unknown parameter (a name of "
+                                                     f"{len(name)} characters)")
+        check_text(name, value)
+        key = name.lower()
+        if key in seen:
+            raise ParameterError(name, "given more than once")
+        seen.add(key)
+        if key in CONTROL_PARAMETERS:
+            control[key] = value
+        else:
+            activity[name] = value
+    return control, activity
+
+
+def check_text(name: str, value: str) -> None:
+    """Every value reappears in the UWS XML documents (UWS 1.1 section 2.2.2.4: a value
+    that cannot be represented legally within XML would have to be passed by reference),
+    so characters XML 1.0 does not allow are refused here, not met as a 500 later."""
+    match = _NOT_XML.search(value)
+    if match is not None:
+        raise ParameterError(name, f"contains the character U+{ord(match.group()):04X}, "
+                                   f"which XML documents cannot carry")
+
+
+def run_id(control: dict[str, str]) -> str | None:
+    """RUNID as given (UWS 1.1 section 2.1.9: no processing), within the stored length."""
+    run_id = control.get("runid")
+    if run_id is not None and len(run_id) > 255:
+        raise ParameterError("RUNID", "must be at most 255 characters")
+    return run_id

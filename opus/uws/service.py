@@ -1,51 +1,43 @@
 """The rules of UWS: which phase may follow which, who may do what, what a job looks like.
 
-HTTP handlers (:mod:`opus.uws.routes`) only translate requests into calls here; the store
-(:mod:`opus.uws.store`) only stores. Every client mistake is a typed exception from
+HTTP handlers (:mod:`opus.web.uws`) only translate requests into calls here; the store
+(:mod:`opus.storage.jobs`) only stores. Every client mistake is a typed exception from
 :mod:`opus.errors`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
-import re
 import time
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
-
-import sqlalchemy as sa
 
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
 from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
-from opus.errors import ClientError, NotFoundError, ParameterError, PhaseError
-from opus.provenance.record import record_run
+from opus.errors import NotFoundError, ParameterError, PhaseError
+from opus.storage.jobs import JobStore
 from opus.uws import inputs, params
-from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
-from opus.uws.store import JobStore
+from opus.uws.models import (
+    ABORTABLE_PHASES,
+    ACTIVE_PHASES,
+    END_PHASES,
+    RUNNING_PHASES,
+    Job,
+    JobRef,
+    JobResult,
+    Phase,
+    RunEnd,
+    utcnow,
+)
 
 log = logging.getLogger("opus.uws")
-
-#: UWS job-control parameters that may accompany a creation POST (UWS 1.1 section 2.2.3.1);
-#: compared case-insensitively like every parameter name (DALI 1.1 section 3.1).
-CONTROL_PARAMETERS = {"phase", "runid", "executionduration", "destruction", "action"}
-#: Longest parameter name considered; longer ones cannot be any activity's.
-MAX_NAME_LENGTH = 256
-#: Characters outside XML 1.0's Char production (XML 1.0 section 2.2).
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
 
 def job_directory(settings: Settings, job_id: str) -> Path:
     return settings.jobs_dir / job_id
@@ -59,11 +51,14 @@ class JobService:
         settings: Settings,
         store: JobStore,
         registry: ActivityRegistry,
+        entities: inputs.EntityLookup,
         policy: AccessPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
+        #: The provenance record, to resolve inputs given as earlier results.
+        self.entities = entities
         self.policy = policy or AccessPolicy()
 
     # -- reading -----------------------------------------------------------------------
@@ -75,24 +70,24 @@ class JobService:
         """The job, if it exists under this activity and ``identity`` may see it."""
         self.registry.get(activity)
         job = self.store.get(job_id, with_results=with_results) \
-            if plausible_job_id(job_id) else None
+            if params.plausible_job_id(job_id) else None
         if job is None or job.activity != activity:
             raise NotFoundError(f"no job {params.shown(job_id)} in {activity}")
         self.policy.check_read(identity, job)
         return job
 
-    def list(
+    def list_jobs(
         self,
         identity: Identity,
         activity: str,
         *,
-        phases: Sequence[str] = (),
+        phases: Sequence[Phase] = (),
         after: dt.datetime | None = None,
         last: int | None = None,
     ) -> list[JobRef]:
         self.registry.get(activity)
         filter_owner, owner = self.policy.owner_filter(identity)
-        return self.store.list(activity, owner_id=owner, filter_owner=filter_owner,
+        return self.store.list_jobs(activity, owner_id=owner, filter_owner=filter_owner,
                                phases=phases or None, after=after, last=last)
 
     def wait(
@@ -101,7 +96,7 @@ class JobService:
         activity: str,
         job_id: str,
         timeout: float,
-        expected_phase: str | None = None,
+        expected_phase: Phase | None = None,
     ) -> Job:
         """Block until the job changes or ``timeout`` s pass (UWS 1.1 section 2.2.1.2).
 
@@ -114,7 +109,7 @@ class JobService:
         deadline = time.monotonic() + timeout
         with self.store.events.watch(job_id) as changed:
             job = self.get(identity, activity, job_id)
-            if job.phase not in Phase.ACTIVE or timeout <= 0:
+            if job.phase not in ACTIVE_PHASES or timeout <= 0:
                 return job
             if expected_phase is not None and job.phase != expected_phase:
                 return job
@@ -153,7 +148,7 @@ class JobService:
         PHASE=RUN. Everything is checked before anything is written: a refused request
         leaves no job and no file behind."""
         activity = self.registry.get(activity_name)
-        control, activity_params = split_control(submitted)
+        control, activity_params = params.split_control(submitted)
         run = False
         if "phase" in control:
             if control["phase"].strip().upper() != "RUN":
@@ -164,7 +159,7 @@ class JobService:
             raise ParameterError("ACTION", "not allowed at job creation")
         given_inputs, activity_params = inputs.split_inputs(activity, activity_params)
         values = validate_parameters(activity, activity_params)
-        references = {name: inputs.resolve_reference(self.store.engine, name, value)
+        references = {name: inputs.resolve_reference(self.entities, name, value)
                       for name, value in given_inputs.items()}
         upload_names = self._upload_names(activity, uploads or {}, references)
         missing = [e.name for e in activity.used
@@ -175,7 +170,7 @@ class JobService:
         now = utcnow()
         execution_duration = self._execution_duration(activity, control.get("executionduration"))
         destruction = self._destruction(now, control.get("destruction"))
-        run_id = _run_id(control)
+        run_id = params.run_id(control)
         job_id = uuid.uuid4().hex
         job_dir = job_directory(self.settings, job_id)
         for part, name in upload_names.items():
@@ -277,7 +272,7 @@ class JobService:
     def run(self, identity: Identity, activity: str, job_id: str) -> Job:
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
-        if job.phase in Phase.RUNNING:
+        if job.phase in RUNNING_PHASES:
             return job  # already on its way: RUN again changes nothing
         if job.phase != Phase.PENDING:
             raise PhaseError(f"job {job_id} is {job.phase}; only a PENDING job can be run")
@@ -289,12 +284,12 @@ class JobService:
         """PHASE=ABORT (UWS 1.1 section 2.2.3.6); the scheduler stops what runs."""
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
-        if job.phase not in Phase.ABORTABLE:
+        if job.phase not in ABORTABLE_PHASES:
             raise PhaseError(f"job {job_id} is {job.phase}; it can no longer be aborted")
-        if not self.store.update(job_id, expected_phases=Phase.ABORTABLE,
-                                 phase=Phase.ABORTED, end_time=utcnow(),
-                                 error_summary="aborted at the client's request",
-                                 error_type=None):
+        summary = "aborted at the client's request"
+        if not self.end(job, Phase.ABORTED, {"error_summary": summary},
+                        expected_phases=ABORTABLE_PHASES, error_summary=summary,
+                        error_type=None):
             return self.abort(identity, activity, job_id)
         return job
 
@@ -334,7 +329,7 @@ class JobService:
         """Change parameters of a PENDING job (UWS 1.1 section 2.1.11)."""
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
-        control, activity_params = split_control(submitted)
+        control, activity_params = params.split_control(submitted)
         if "action" in control:
             # ACTION=DELETE is a request to the job itself (UWS 1.1 section 2.2.3.2),
             # handled before this; anywhere else it is a mistake, not a parameter.
@@ -347,7 +342,7 @@ class JobService:
         description = self.registry.get(activity)
         given_inputs, activity_params = inputs.split_inputs(description, activity_params)
         changes = validate_parameters(description, activity_params, partial=True)
-        changes.update({name: inputs.resolve_reference(self.store.engine, name, value)
+        changes.update({name: inputs.resolve_reference(self.entities, name, value)
                         for name, value in given_inputs.items()})
         values: dict[str, Any] = {}
         if changes:
@@ -358,7 +353,7 @@ class JobService:
         if "destruction" in control:
             values["destruction"] = self._destruction(utcnow(), control["destruction"])
         if "runid" in control:
-            values["run_id"] = _run_id(control)
+            values["run_id"] = params.run_id(control)
         if values:
             if job.phase != Phase.PENDING:
                 raise PhaseError(f"job {job_id} is {job.phase}; parameters can only change "
@@ -396,114 +391,41 @@ class JobService:
         path = (base / relative).resolve()
         return path if path.is_relative_to(base) else None
 
-    # -- reports from the runner -------------------------------------------------------
-    def check_secret(self, job_id: str, secret: str) -> None:
-        stored = self.store.secret_hash(job_id) if plausible_job_id(job_id) else None
-        if stored is None or not hmac.compare_digest(stored, hash_secret(secret)):
-            raise NotFoundError(f"no job {params.shown(job_id)} expecting this report")
-
-    def apply_report(self, job_id: str, report: dict[str, Any]) -> bool:
-        """Record what the runner reports (callback or outcome file); True if it changed
-        the job. A report that arrives after the job ended (aborted, timed out) is
-        ignored: the first final phase wins."""
-        phase = report.get("phase")
-        if phase == Phase.EXECUTING:
-            start = _report_time(report.get("start_time"))
-            return self.store.update(job_id, expected_phases={Phase.QUEUED, Phase.HELD,
-                                                              Phase.SUSPENDED},
-                                     phase=Phase.EXECUTING, start_time=start)
-        if phase not in {Phase.COMPLETED, Phase.ERROR, Phase.ABORTED}:
-            raise ClientError(f"phase: unexpected value {phase!r} in report")
-        job = self.store.get(job_id, with_results=False)
-        if job is None:
+    def follow_cluster(self, job: Job, cluster_phase: Phase) -> bool:
+        """The cluster holds the job: its UWS phase says what the cluster does (QUEUED,
+        HELD, SUSPENDED, EXECUTING; UWS 1.1 section 2.1.3), also when the runner's EXECUTING
+        report was lost. True if the phase changed."""
+        if job.phase == cluster_phase:
             return False
-        job_results = [
-            JobResult(
-                result_id=str(item["id"]),
-                path=_safe_relative(str(item["path"])),
-                size=int(item["size"]) if item.get("size") is not None else None,
-                mime_type=item.get("mime_type"),
-                sha256=item.get("sha256"),
-            )
-            for item in report.get("results", ())
-        ]
-        end_time = _report_time(report.get("end_time"))
-        start_time = (_report_time(report["start_time"]) if report.get("start_time")
-                      else job.start_time)
-        values: dict[str, Any] = {"end_time": end_time, "start_time": start_time}
-        if phase != Phase.COMPLETED:
-            values["error_summary"] = str(report.get("error_summary") or phase)[:4000]
-            values["error_type"] = report.get("error_type") or "fatal"
+        values: dict[str, Any] = {"phase": cluster_phase}
+        if cluster_phase == Phase.EXECUTING and job.start_time is None:
+            values["start_time"] = utcnow()  # the runner's own report will not override it
+        elif cluster_phase == Phase.QUEUED and job.phase == Phase.EXECUTING:
+            log.warning("job %s was requeued by the cluster", job.job_id)
+        changed = self.store.update(job.job_id, expected_phases={job.phase}, **values)
+        if changed:
+            log.info("job %s: %s -> %s (as the cluster says)", job.job_id, job.phase,
+                     cluster_phase)
+        return changed
+
+    def end(self, job: Job, phase: Phase, outcome: Mapping[str, Any], *,
+            expected_phases: Iterable[Phase], job_results: Sequence[JobResult] = (),
+            **values: Any) -> bool:
+        """Move ``job`` to the end ``phase`` if it is in one of ``expected_phases``, with its
+        results and its provenance record in the same transaction, whatever the end
+        (COMPLETED, ERROR, ABORTED: ProvenanceDM records every run); True if it moved."""
+        assert phase in END_PHASES
         try:
             description: ActivityDescription | None = self.registry.get(job.activity)
         except NotFoundError:
             description = None
-        result_url = f"{self.settings.base_url}/rest/{job.activity}/{job.job_id}/results"
-
-        def provenance(connection: sa.Connection) -> None:
-            record_run(connection, job=job, phase=phase, end_time=end_time,
-                       start_time=start_time, job_results=job_results,
-                       result_url=result_url, activity=description, outcome=report)
-
-        return self.store.finish(job_id, phase=phase,
-                                 expected_phases=Phase.RUNNING | {Phase.UNKNOWN},
-                                 job_results=job_results, also=provenance, **values)
+        values.setdefault("end_time", utcnow())
+        run = RunEnd(
+            job=job, phase=phase, end_time=values["end_time"],
+            start_time=values.get("start_time", job.start_time), results=tuple(job_results),
+            result_url=f"{self.settings.base_url}/rest/{job.activity}/{job.job_id}/results",
+            activity=description, outcome=outcome)
+        return self.store.finish(job.job_id, phase=phase, expected_phases=expected_phases,
+                                 run=run, **values)
 
 
-def plausible_job_id(job_id: str) -> bool:
-    """Whether ``job_id`` could name a stored job; anything else is not looked up (the
-    database may refuse it: PostgreSQL rejects NUL characters in a query)."""
-    return len(job_id) <= 64 and _NOT_XML.search(job_id) is None
-
-
-def split_control(submitted: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
-    """Separate UWS control parameters from the activity's own; a name given twice is a
-    mistake (these parameters take one value)."""
-    control: dict[str, str] = {}
-    activity: dict[str, str] = {}
-    seen: set[str] = set()
-    for name, value in submitted:
-        if len(name) > MAX_NAME_LENGTH:
-            raise ParameterError(params.shown(name), f"unknown parameter (a name of "
-                                                     f"{len(name)} characters)")
-        _check_text(name, value)
-        key = name.lower()
-        if key in seen:
-            raise ParameterError(name, "given more than once")
-        seen.add(key)
-        if key in CONTROL_PARAMETERS:
-            control[key] = value
-        else:
-            activity[name] = value
-    return control, activity
-
-
-def _check_text(name: str, value: str) -> None:
-    """Every value reappears in the UWS XML documents (UWS 1.1 section 2.2.2.4: a value
-    that cannot be represented legally within XML would have to be passed by reference),
-    so characters XML 1.0 does not allow are refused here, not met as a 500 later."""
-    match = _NOT_XML.search(value)
-    if match is not None:
-        raise ParameterError(name, f"contains the character U+{ord(match.group()):04X}, "
-                                   f"which XML documents cannot carry")
-
-
-def _run_id(control: dict[str, str]) -> str | None:
-    """RUNID as given (UWS 1.1 section 2.1.9: no processing), within the stored length."""
-    run_id = control.get("runid")
-    if run_id is not None and len(run_id) > 255:
-        raise ParameterError("RUNID", "must be at most 255 characters")
-    return run_id
-
-
-def _report_time(value: Any) -> dt.datetime:
-    if not value:
-        return utcnow()
-    return params.parse_datetime("time", str(value))
-
-
-def _safe_relative(path: str) -> str:
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise ClientError(f"result path {path!r} must be relative to the job directory")
-    return str(pure)

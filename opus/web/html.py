@@ -36,7 +36,7 @@ def page(title: str, body: str) -> str:
 
 def activity_list(entries: Iterable[Mapping[str, object]]) -> str:
     """The ``/activities`` page: one row per activity with its links (see
-    :func:`opus.web.routes.activity_entry` for the keys of an entry)."""
+    :func:`opus.web.discovery.activity_entry` for the keys of an entry)."""
     rows = []
     for entry in entries:
         links = entry["links"]

@@ -44,7 +44,7 @@ from opus.provenance.search import MAX_LIMIT, MAX_OFFSET
 from opus.provenance.search import PHASES as SEARCH_PHASES
 from opus.uws.models import Phase
 from opus.uws.params import INT_MAX
-from opus.uws.routes import root_url
+from opus.web.http import root_url
 
 JSON = "application/json"
 XML = "application/xml"
@@ -297,7 +297,7 @@ TIMESTAMP: dict[str, Any] = {
     "type": "string", "format": "date-time",
     "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$",
     "description": "UTC, milliseconds, 'Z' (UWS 1.1 section 2.2.1)"}
-PHASE: dict[str, Any] = {"type": "string", "enum": sorted(Phase.ALL)}
+PHASE: dict[str, Any] = {"type": "string", "enum": sorted(Phase)}
 
 COMMON_SCHEMAS: dict[str, Any] = {
     "Timestamp": TIMESTAMP,

@@ -70,7 +70,7 @@ def seed_sqlite_stats() -> None:
 
 def upgrade() -> None:
     # Search (opus/provenance/search.py): the expressions must be written exactly as the
-    # queries write them (opus/provenance/replay_tables.py).
+    # queries write them (opus/storage/tables.py).
     op.create_index("ix_prov_activity_end_time", "prov_activity", ["end_time"])
     op.create_index("ix_prov_activity_name_end_time", "prov_activity", ["name", "end_time"])
     op.create_index("ix_prov_activity_context_id", "prov_activity", ["context_id"])

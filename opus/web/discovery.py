@@ -13,8 +13,8 @@
 ``GET /jdl/{name}[/votable]``       the description, for clients of the older OPUS
 ==================================  ===========================================================
 
-Handlers raise :mod:`opus.errors` exceptions like the UWS routes; the error plugin the app
-installs turns them into plain-text statuses.
+Handlers raise :mod:`opus.errors` exceptions like the UWS routes, answered by
+:mod:`opus.web.errors`.
 """
 
 from __future__ import annotations
@@ -22,49 +22,32 @@ from __future__ import annotations
 import json
 
 import bottle
-from bottle import HTTPResponse, request
+from bottle import HTTPResponse
 
 from opus.activities import datalink
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
 from opus.activities.votable import write_activity
 from opus.errors import ClientError, ParameterError
-from opus.uws.routes import identity, root_url, see_other, submitted_parameters
 from opus.uws.service import JobService
 from opus.web import forms, vosi
 from opus.web.html import HTML, activity_list
+from opus.web.http import (
+    identity,
+    prefers,
+    root_url,
+    see_other,
+    submitted_parameters,
+    uploaded_files,
+)
 
 VOTABLE = "application/x-votable+xml"
 JSON = "application/json"
 
 
-def _quality(accept: str, wanted: str) -> float:
-    """The q value ``accept`` gives to the media type ``wanted`` (exact, ``type/*`` or
-    ``*/*``; the most specific range wins, RFC 9110 section 12.5.1)."""
-    best, best_specificity = 0.0, -1
-    major = wanted.split("/")[0]
-    for item in accept.split(","):
-        media, *params = [part.strip() for part in item.split(";")]
-        media = media.lower()
-        specificity = {wanted: 2, f"{major}/*": 1, "*/*": 0}.get(media)
-        if specificity is None or specificity < best_specificity:
-            continue
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        best, best_specificity = q, specificity
-    return best
-
-
 def wants_html() -> bool:
     """Whether the client prefers HTML to JSON; programs (no Accept, ``*/*``) get JSON."""
-    accept = request.headers.get("Accept", "")
-    return bool(accept) and _quality(accept, "text/html") > _quality(accept, JSON)
+    return prefers("text/html", JSON)
 
 
 def activity_entry(activity: ActivityDescription, root: str) -> dict[str, object]:
@@ -129,8 +112,7 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService)
     def submit_form(name: str) -> HTTPResponse:
         activity = registry.get(name)
         items = submitted_parameters()
-        uploads = {key: upload.file for key, upload in request.files.allitems()
-                   if upload.filename}
+        uploads = uploaded_files(named_only=True)
         values = {key: value for key, value in items}
         try:
             job = service.create(identity(), activity.name,

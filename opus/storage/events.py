@@ -61,7 +61,7 @@ class PostgresTransport(Transport):
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._closed = False
+        self._closed = threading.Event()  # set by close(), from another thread
 
     def publish_in_transaction(self, connection: sa.Connection, messages: list[Message]) -> None:
         for job_id, phase in messages:
@@ -74,17 +74,17 @@ class PostgresTransport(Transport):
         import psycopg
 
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        while not self._closed:
+        while not self._closed.is_set():
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     ready.set()
-                    while not self._closed:
+                    while not self._closed.is_set():
                         for notify in conn.notifies(timeout=5.0):
                             job_id, _, phase = notify.payload.partition(" ")
                             deliver(job_id, phase)
             except Exception:  # the database went away: reconnect, waiters time out
-                if self._closed:
+                if self._closed.is_set():
                     break
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 # Something may have changed while we were not listening: wake everybody.
@@ -92,7 +92,7 @@ class PostgresTransport(Transport):
                 time.sleep(1.0)
 
     def close(self) -> None:
-        self._closed = True
+        self._closed.set()
 
 
 def socket_directory(run_dir: Path) -> Path:

@@ -2,8 +2,7 @@
 
 Each handler reads the request, calls the service, and shapes the answer: XML documents,
 ``text/plain`` for the atomic job properties, 303 after every change. Client mistakes raise
-:mod:`opus.errors` exceptions; :func:`error_plugin` turns them into their status with a
-plain-text message, in this one place.
+:mod:`opus.errors` exceptions, answered by :mod:`opus.web.errors`.
 
 Every resource also has a JSON form (:mod:`opus.uws.json_documents`), chosen by ``Accept``:
 
@@ -23,44 +22,41 @@ Negotiated answers carry ``Vary: Accept``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import bottle
 from bottle import HTTPResponse, request
 
-from opus.auth import ANONYMOUS, Identity
-from opus.errors import ClientError, NotFoundError, ParameterError, PayloadTooLargeError
+from opus.errors import ClientError, NotFoundError, ParameterError
 from opus.uws import json_documents, params, xml
-from opus.uws.models import Job, JobResult, Phase
+from opus.uws.models import END_PHASES, Job, JobResult
 from opus.uws.params import format_datetime
+from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
+from opus.web.http import (
+    XML,
+    identity,
+    query_parameters,
+    required,
+    root_url,
+    see_other,
+    single,
+    submitted_parameters,
+    text_response,
+    uploaded_files,
+    varying,
+    wants_json,
+)
 
-log = logging.getLogger("opus.http")
-
-XML = "application/xml; charset=UTF-8"
 #: Result id under which a finished job links its provenance (ProvSAP, PROV-JSON).
 PROVENANCE_RESULT = "provenance"
-PROVENANCE_PHASES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
-TEXT = "text/plain; charset=UTF-8"
-JSON = json_documents.JSON
-
-
-def text_response(body: str, status: int = 200) -> HTTPResponse:
-    return HTTPResponse(body=body, status=status, headers={"Content-Type": TEXT})
-
-
-def wants_json(*alternatives: str) -> bool:
-    """Whether this request's ``Accept`` prefers JSON to each of ``alternatives``."""
-    return json_documents.prefers_json(request.headers.get("Accept"), *alternatives)
 
 
 def json_response(document: Any, status: int = 200) -> HTTPResponse:
     return HTTPResponse(body=json_documents.dumps(document), status=status,
-                        headers={"Content-Type": JSON, "Vary": "Accept"})
+                        headers={"Content-Type": json_documents.JSON, "Vary": "Accept"})
 
 
 def negotiated(render_xml: Callable[[], bytes], render_json: Callable[[], Any]
@@ -79,132 +75,13 @@ def atomic(text: str, key: str, value: Any) -> HTTPResponse:
     return varying(text_response(text))
 
 
-def varying(response: HTTPResponse) -> HTTPResponse:
-    """``response``, marked as chosen by ``Accept`` (for caches)."""
-    response.set_header("Vary", "Accept")
-    return response
+def provenance_url(job_id: str) -> str:
+    """The run's provenance (ProvSAP), linked as a result and from jobInfo."""
+    return f"{root_url()}/provsap?ID={job_id}&DIRECTION=FORTH"
 
 
-def error_response(message: str, status: int) -> HTTPResponse:
-    """A client error: plain text, or JSON under the rule of :func:`atomic`."""
-    if wants_json("text/plain"):
-        response = json_response(json_documents.error(message, status), status)
-    else:
-        response = varying(text_response(message + "\n", status))
-    if status == 401:  # RFC 6750 section 3: say how to authenticate
-        response.set_header("WWW-Authenticate", 'Bearer realm="OPUS"')
-    return response
-
-
-def error_plugin(max_body: int, authenticate: Callable[[Any], Identity] = lambda _: ANONYMOUS,
-                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Wrap every route: refuse oversized bodies, resolve the identity once, and map
-    client errors to their status (UWS 1.1 section 2.2: 404, 403; DALI: 400)."""
-
-    def decorator(callback: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(callback)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                length = request.content_length
-                if length > max_body:
-                    raise PayloadTooLargeError(
-                        f"request body of {length} bytes exceeds the limit of {max_body}")
-                request.environ["opus.identity"] = authenticate(request.headers)
-                return callback(*args, **kwargs)
-            except ClientError as error:
-                if error.status != 413:
-                    discard_unread_body()
-                return error_response(error.message, error.status)
-            except bottle.HTTPError as error:
-                # bottle's own refusals while parsing the body (a broken multipart body,
-                # an url-encoded one beyond BaseRequest.MEMFILE_MAX).
-                if 400 <= error.status_code < 500:
-                    discard_unread_body()
-                if error.status_code == 413:
-                    return error_response(
-                        f"request body of {request.content_length} bytes is too large for "
-                        f"form parameters (at most {request.MEMFILE_MAX} bytes)", 413)
-                raise
-
-        return wrapper
-
-    return decorator
-
-
-def discard_unread_body() -> None:
-    """Read the body a refused request did not use (bounded by the body limit checked
-    first), so that the client, still sending it, receives the error: answering and
-    closing mid-upload makes it see a reset connection instead of the 4xx."""
-    if "bottle.request.body" in request.environ:
-        return  # bottle read it already
-    stream = request.environ.get("wsgi.input")
-    remaining = request.content_length
-    while stream is not None and remaining > 0:
-        chunk = stream.read(min(remaining, 1 << 16))
-        if not chunk:
-            break
-        remaining -= len(chunk)
-
-
-def identity() -> Identity:
-    return request.environ["opus.identity"]
-
-
-def root_url() -> str:
-    """Scheme, host and mount point of this request, for absolute links."""
-    parts = request.urlparts
-    return f"{parts.scheme}://{parts.netloc}{request.script_name.rstrip('/')}"
-
-
-def see_other(location: str) -> HTTPResponse:
-    return HTTPResponse(status=303, headers={"Location": location})
-
-
-def query_parameters() -> list[tuple[str, str]]:
-    """Query parameters as (name, value) pairs, decoded as UTF-8."""
-    try:
-        return list(request.query.decode().allitems())
-    except (UnicodeError, ValueError) as error:
-        raise ClientError(f"the request parameters could not be decoded: {error}") from None
-
-
-def submitted_parameters() -> list[tuple[str, str]]:
-    """Query and form parameters as (name, value) pairs, decoded as UTF-8."""
-    items = query_parameters()
-    if request.method in {"POST", "PUT"}:
-        try:
-            items += list(request.forms.decode().allitems())
-        except (UnicodeError, ValueError) as error:
-            raise ClientError(f"the request parameters could not be decoded: "
-                              f"{error}") from None
-    return items
-
-
-def uploaded_files() -> dict[str, Any]:
-    """Parts of a multipart/form-data POST that carry a file, by part name (UWS 1.1
-    section 2.2.3.1.1). The client's file name is ignored."""
-    if request.method != "POST" or not request.content_type.startswith("multipart/"):
-        return {}
-    return {name: upload.file for name, upload in request.files.allitems()}
-
-
-def single(name: str, values: list[tuple[str, str]]) -> str | None:
-    """The one value of ``name`` (case-insensitive), None if absent."""
-    found = [value for key, value in values if key.lower() == name.lower()]
-    if len(found) > 1:
-        raise ParameterError(name, "given more than once")
-    return found[0] if found else None
-
-
-def required(name: str, values: list[tuple[str, str]]) -> str:
-    value = single(name, values)
-    if value is None:
-        raise ParameterError(name, "required")
-    return value
-
-
-def install(app: bottle.Bottle, service: JobService) -> None:
-    """Add the UWS routes under ``/rest/{activity}``."""
+def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> None:
+    """Add the UWS routes under ``/rest/{activity}`` and the runner's report route."""
 
     def jobs_url(activity: str) -> str:
         return f"{root_url()}/rest/{activity}"
@@ -214,17 +91,14 @@ def install(app: bottle.Bottle, service: JobService) -> None:
 
     def with_provenance_result(job: Job) -> Job:
         """An ended job lists its provenance as a result (it outlives the job's files)."""
-        if job.phase not in PROVENANCE_PHASES:
+        if job.phase not in END_PHASES:
             return job
         return dataclasses.replace(job, results=job.results + (
             JobResult(PROVENANCE_RESULT, "", None, "application/x-prov+json"),))
 
     def job_document(job: Job) -> HTTPResponse:
         base = job_url(job.activity, job.job_id)
-        provenance = None
-        if job.phase in PROVENANCE_PHASES:
-            # The run's provenance, linked as a result and from jobInfo.
-            provenance = f"{root_url()}/provsap?ID={job.job_id}&DIRECTION=FORTH"
+        provenance = provenance_url(job.job_id) if job.phase in END_PHASES else None
         job = with_provenance_result(job)
         content: dict[str, Any] = dict(
             quote=service.quote(job),
@@ -243,7 +117,7 @@ def install(app: bottle.Bottle, service: JobService) -> None:
         last_text = single("LAST", items)
         after = params.parse_datetime("AFTER", after_text) if after_text is not None else None
         last = params.parse_last(last_text) if last_text is not None else None
-        refs = service.list(identity(), activity, phases=phases, after=after, last=last)
+        refs = service.list_jobs(identity(), activity, phases=phases, after=after, last=last)
         base = jobs_url(activity)
 
         def href(job_id: str) -> str:
@@ -390,8 +264,8 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     def get_result(activity: str, job_id: str, result_id: str) -> HTTPResponse:
         if result_id == PROVENANCE_RESULT:
             job = service.get(identity(), activity, job_id, with_results=False)
-            if job.phase in PROVENANCE_PHASES:
-                return see_other(f"{root_url()}/provsap?ID={job_id}&DIRECTION=FORTH")
+            if job.phase in END_PHASES:
+                return see_other(provenance_url(job_id))
         result, path = service.result_file(identity(), activity, job_id, result_id)
         # bottle.static_file gives Content-Length, Range, HEAD and conditional requests.
         return bottle.static_file(path.name, root=str(path.parent),
@@ -401,12 +275,12 @@ def install(app: bottle.Bottle, service: JobService) -> None:
     def runner_report(job_id: str) -> HTTPResponse:
         """Phase reports of the runner, authenticated by the job's secret."""
         secret = request.headers.get("X-OPUS-Secret", "")
-        service.check_secret(job_id, secret)
+        reports.check_secret(job_id, secret)
         try:
             report = json.loads(request.body.read() or b"{}")
         except ValueError as error:
             raise ClientError(f"report is not JSON: {error}") from None
         if not isinstance(report, dict):
             raise ClientError("report must be a JSON object")
-        changed = service.apply_report(job_id, report)
+        changed = reports.apply(job_id, report)
         return HTTPResponse(status=204 if changed else 409)

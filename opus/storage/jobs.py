@@ -4,7 +4,7 @@ Which phase may follow which, and who may do what, is :mod:`opus.uws.service`'s 
 The store offers compare-and-set updates (``expected_phases``) so that those rules hold
 even when two processes act on one job at once: an update that finds the job in another
 phase changes nothing and says so. Every change is one transaction, announced through
-:class:`opus.uws.events.JobEvents` so that waiters in any process wake.
+:class:`opus.storage.events.JobEvents` so that waiters in any process wake.
 """
 
 from __future__ import annotations
@@ -17,22 +17,26 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opus.db import write_transaction
-from opus.provenance.record import invalidate_job_entities
-from opus.uws.events import JobEvents, Message
-from opus.uws.models import Job, JobRef, JobResult, Phase, utcnow
-from opus.uws.tables import cleanups, jobs, results
+from opus.storage.engine import write_transaction
+from opus.storage.tables import cleanups, jobs, results
+from opus.storage.events import JobEvents, Message
+from opus.uws.models import Change, Job, JobRef, JobResult, Phase, RunEnd, utcnow
+
+#: Written in the transaction that ends a job (the run's provenance record).
+EndHook = Callable[[sa.Connection, RunEnd], None]
+#: Written in the transaction that deletes or archives a job (its entities invalidated).
+RemoveHook = Callable[[sa.Connection, str, dt.datetime], None]
 
 _JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash"}]
 _INSERT_JOB = jobs.insert()
 
 
-def _row_to_job(row: sa.Row, job_results: Sequence[JobResult] = ()) -> Job:
+def _row_to_job(row: sa.Row[Any], job_results: Sequence[JobResult] = ()) -> Job:
     data = row._mapping
     return Job(
         job_id=data["job_id"],
         activity=data["activity"],
-        phase=data["phase"],
+        phase=Phase(data["phase"]),
         creation_time=data["creation_time"],
         execution_duration=data["execution_duration"],
         parameters=json.loads(data["parameters"]),
@@ -53,11 +57,19 @@ def _row_to_job(row: sa.Row, job_results: Sequence[JobResult] = ()) -> Job:
 
 
 class JobStore:
-    """Jobs, results and pending cleanups in one SQL database."""
+    """Jobs, results and pending cleanups in one SQL database.
 
-    def __init__(self, engine: sa.Engine, events: JobEvents) -> None:
+    ``on_end`` and ``on_remove`` write in the same transaction as the change they follow
+    (wired by :func:`opus.services.build_services` to the provenance store): a job never
+    ends without its record, and never goes away with its entities still valid.
+    """
+
+    def __init__(self, engine: sa.Engine, events: JobEvents, *,
+                 on_end: EndHook | None = None, on_remove: RemoveHook | None = None) -> None:
         self.engine = engine
         self.events = events
+        self.on_end = on_end
+        self.on_remove = on_remove
 
     @contextlib.contextmanager
     def _write(self, messages: list[Message]) -> Iterator[sa.Connection]:
@@ -106,7 +118,7 @@ class JobStore:
                 sa.select(jobs.c.secret_hash).where(jobs.c.job_id == job_id)
             ).scalar()
 
-    def list(
+    def list_jobs(
         self,
         activity: str,
         *,
@@ -137,7 +149,8 @@ class JobStore:
         if last is not None:
             query = query.limit(last)
         with self.engine.connect() as connection:
-            return [JobRef(*row) for row in connection.execute(query)]
+            return [JobRef(row.job_id, Phase(row.phase), row.run_id, row.owner_id,
+                           row.creation_time) for row in connection.execute(query)]
 
     # -- updates -----------------------------------------------------------------------
     def update(
@@ -154,8 +167,8 @@ class JobStore:
         query = jobs.update().where(jobs.c.job_id == job_id).values(**values)
         if expected_phases is not None:
             query = query.where(jobs.c.phase.in_(sorted(set(expected_phases))))
-        phase = values.get("phase", "CHANGED")
-        messages: list[Message] = [(job_id, phase)] if announce else []
+        change = values.get("phase", Change.CHANGED)
+        messages: list[Message] = [(job_id, change)] if announce else []
         with self._write(messages) as connection:
             updated = connection.execute(query).rowcount == 1
             if not updated:
@@ -166,14 +179,14 @@ class JobStore:
         self,
         job_id: str,
         *,
-        phase: str,
-        expected_phases: Iterable[str],
-        job_results: Sequence[JobResult] = (),
-        also: Callable[[sa.Connection], None] | None = None,
+        phase: Phase,
+        expected_phases: Iterable[Phase],
+        run: RunEnd,
         **values: Any,
     ) -> bool:
-        """Move a job to a final phase and record its results, in one transaction;
-        ``also`` writes more in the same transaction (the run's provenance)."""
+        """Move a job to a final phase and record its results (``run.results``) and, through
+        ``on_end``, its provenance, in one transaction."""
+        job_results = run.results
         query = (
             jobs.update()
             .where(jobs.c.job_id == job_id, jobs.c.phase.in_(sorted(set(expected_phases))))
@@ -195,8 +208,8 @@ class JobStore:
                         for i, r in enumerate(job_results)
                     ],
                 )
-            if also is not None:
-                also(connection)
+            if self.on_end is not None:
+                self.on_end(connection, run)
         return True
 
     def archive(self, job_id: str) -> bool:
@@ -210,14 +223,14 @@ class JobStore:
             connection.execute(cleanups.insert().values(
                 job_id=job_id, manager=None, native_id=None, remove_files=True,
                 created=utcnow()))
-            invalidate_job_entities(connection, job_id, utcnow())
+            self._removed(connection, job_id)
             if not updated:
                 messages.clear()
         return updated
 
     def delete(self, job_id: str) -> bool:
         """Remove a job and queue the work left for the scheduler (kill, remove files)."""
-        messages: list[Message] = [(job_id, "DELETED")]
+        messages: list[Message] = [(job_id, Change.DELETED)]
         with self._write(messages) as connection:
             row = connection.execute(
                 sa.select(jobs.c.manager, jobs.c.native_id, jobs.c.cluster_state)
@@ -228,13 +241,43 @@ class JobStore:
                 return False
             connection.execute(results.delete().where(results.c.job_id == job_id))
             connection.execute(jobs.delete().where(jobs.c.job_id == job_id))
-            invalidate_job_entities(connection, job_id, utcnow())
+            self._removed(connection, job_id)
             live = row.cluster_state == "submitted"
             connection.execute(cleanups.insert().values(
                 job_id=job_id, manager=row.manager if live else None,
                 native_id=row.native_id if live else None, remove_files=True,
                 created=utcnow()))
         return True
+
+    def _removed(self, connection: sa.Connection, job_id: str) -> None:
+        if self.on_remove is not None:
+            self.on_remove(connection, job_id, utcnow())
+
+    def result_path(self, job_id: str, result_id: str) -> str | None:
+        """Where a result's file is, relative to the job directory (None if no such
+        result)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(results.c.path).where(results.c.job_id == job_id,
+                                                results.c.result_id == result_id)
+            ).scalar()
+
+    # -- the scheduler's bookkeeping ---------------------------------------------------
+    def claim(self, job_id: str, *, manager: str, secret_hash: str,
+              time_limit: int | None) -> bool:
+        """Mark a QUEUED job as being submitted to the cluster; False if it is no longer
+        QUEUED (aborted or deleted meanwhile): then nothing must be started."""
+        return self.update(job_id, expected_phases={Phase.QUEUED}, announce=False,
+                           cluster_state="submitted", manager=manager,
+                           secret_hash=secret_hash, time_limit=time_limit)
+
+    def set_native_id(self, job_id: str, native_id: str) -> bool:
+        """The cluster's id of a submitted job; False if the job was deleted meanwhile."""
+        return self.update(job_id, announce=False, native_id=native_id)
+
+    def released(self, job_id: str) -> None:
+        """The cluster holds the job no more."""
+        self.update(job_id, announce=False, cluster_state="ended")
 
     # -- scheduler queries -------------------------------------------------------------
     def queued(self, limit: int) -> list[Job]:
@@ -281,11 +324,11 @@ class JobStore:
                 .limit(limit)
             ).scalars())
 
-    def pending_cleanups(self, limit: int = 500) -> list[sa.Row]:
+    def pending_cleanups(self, limit: int = 500) -> list[sa.Row[Any]]:
         with self.engine.connect() as connection:
-            return connection.execute(
+            return list(connection.execute(
                 sa.select(cleanups).order_by(cleanups.c.id).limit(limit)
-            ).all()
+            ).all())
 
     def cleanup_done(self, cleanup_id: int) -> None:
         with self._write([]) as connection:

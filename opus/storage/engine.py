@@ -21,7 +21,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: What a database that cannot be reached (down, restarting, connection lost) raises:
+#: answered 503 with Retry-After by the web layer, never 500.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError,
+                                                     sa.exc.InterfaceError)
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def make_engine(url: str) -> sa.Engine:

@@ -6,45 +6,44 @@
 - ``GET /provenance/replay/{new job id}``: the original and new runs and, once the new run
   has ended, the comparison of their products: :mod:`opus.provenance.replay_compare`.
 
-Client mistakes are :mod:`opus.errors` exceptions, answered by the UWS error plugin (400
-naming the parameter, 404, 409 for a refused replay).
+Client mistakes are :mod:`opus.errors` exceptions, answered by :mod:`opus.web.errors`
+(400 naming the parameter, 404, 409 for a refused replay).
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse
 
+from opus.config import Settings
 from opus.provenance.replay import create_replay
 from opus.provenance.replay_compare import replay_status
-from opus.provenance.search import hit_json, parse_search, search
-from opus.uws.routes import identity, query_parameters, root_url, submitted_parameters
-
-if TYPE_CHECKING:
-    from opus.app import Services
+from opus.provenance.search import hit_json, parse_search
+from opus.storage.jobs import JobStore
+from opus.storage.provenance import ProvenanceStore
+from opus.uws.service import JobService
+from opus.web.http import identity, query_parameters, root_url, see_other, submitted_parameters
 
 JSON = "application/json"
 
 
-def json_response(document: Any, status: int = 200,
-                  headers: dict[str, str] | None = None) -> HTTPResponse:
+def json_response(document: Any, status: int = 200) -> HTTPResponse:
     return HTTPResponse(body=json.dumps(document, indent=1) + "\n", status=status,
-                        headers={"Content-Type": JSON, **(headers or {})})
+                        headers={"Content-Type": JSON})
 
 
-def install(app: bottle.Bottle, services: "Services") -> None:
-    settings = services.settings
+def install(app: bottle.Bottle, jobs: JobService, store: JobStore,
+            provenance: ProvenanceStore, settings: Settings) -> None:
 
     @app.get("/provenance/search")
     def provenance_search() -> HTTPResponse:
         items = query_parameters()
         query = parse_search(items, settings.provenance_namespace)
-        with services.store.engine.connect() as connection:
-            found = search(connection, query, max_nodes=settings.provsap_max_nodes)
+        found = provenance.search(query, max_nodes=settings.provsap_max_nodes)
         root = root_url()
         following = None
         if found.more:
@@ -59,13 +58,11 @@ def install(app: bottle.Bottle, services: "Services") -> None:
 
     @app.post("/provenance/replay")
     def provenance_replay() -> HTTPResponse:
-        job, original = create_replay(services, identity(), submitted_parameters())
+        job, original = create_replay(jobs, provenance, identity(), submitted_parameters())
         root = root_url()
-        return HTTPResponse(status=303, headers={
-            "Location": f"{root}/rest/{original['name']}/{job.job_id}",
-            "Link": f'<{root}/provenance/replay/{job.job_id}>; rel="related"',
-        })
+        return see_other(f"{root}/rest/{original['name']}/{job.job_id}",
+                         Link=f'<{root}/provenance/replay/{job.job_id}>; rel="related"')
 
     @app.get("/provenance/replay/<job_id>")
     def provenance_replay_status(job_id: str) -> HTTPResponse:
-        return json_response(replay_status(services, job_id, root_url()))
+        return json_response(replay_status(provenance, store, job_id, root_url()))

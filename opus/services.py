@@ -1,0 +1,63 @@
+"""The long-lived objects of one OPUS process, and how they are wired together.
+
+Both the web application (:mod:`opus.app`) and the scheduler (:mod:`opus.execution.scheduler`)
+start from :func:`build_services`; nothing here knows about HTTP. This is also where the
+UWS core is connected to provenance: the job store calls the provenance store in the
+transactions that end a job (its record) and that delete or archive one (its entities
+invalidated), so the UWS modules never import the provenance ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from opus.activities.registry import ActivityRegistry
+from opus.auth import AccessPolicy, Authenticator
+from opus.config import Settings
+from opus.storage.engine import make_engine
+from opus.storage.jobs import JobStore
+from opus.storage.provenance import ProvenanceStore
+from opus.storage.users import UserStore
+from opus.storage.events import JobEvents, make_events
+from opus.uws.reports import RunnerReports
+from opus.uws.service import JobService
+
+log = logging.getLogger("opus")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What one process holds for its whole life. Route modules take the few of these
+    they need, never the container."""
+
+    settings: Settings
+    store: JobStore
+    events: JobEvents
+    registry: ActivityRegistry
+    provenance: ProvenanceStore
+    users: UserStore
+    policy: AccessPolicy
+    jobs: JobService
+    reports: RunnerReports
+    authenticate: Authenticator
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the database, load the activities and wire the stores and services."""
+    engine = make_engine(settings.effective_database_url)
+    events = make_events(engine, settings.run_dir)
+    provenance = ProvenanceStore(engine, namespace=settings.provenance_namespace,
+                                 templates_dir=settings.provenance_templates_dir)
+    store = JobStore(engine, events, on_end=provenance.record_run,
+                     on_remove=provenance.invalidate_job)
+    registry = ActivityRegistry.load(settings.activities_dir)
+    for path, problem in registry.problems.items():
+        log.error("activity description %s skipped: %s", path, problem)
+    users = UserStore(engine)
+    policy = AccessPolicy()
+    jobs = JobService(settings, store, registry, provenance, policy)
+    return Services(settings=settings, store=store, events=events, registry=registry,
+                    provenance=provenance, users=users, policy=policy, jobs=jobs,
+                    reports=RunnerReports(jobs, store),
+                    authenticate=Authenticator(users.name_for_token))

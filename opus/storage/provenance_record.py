@@ -1,0 +1,229 @@
+"""Writing a run's provenance, in the same transaction that ends its UWS job.
+
+One job run gives (ProvenanceDM 1.0 section 2): an Activity (``act-<job uuid>``) with its
+parameters (ActivityConfiguration), the Entities it used and generated (each result, with
+its sha256 and size), the Agents associated with it (the job owner as Operator, the
+activity's contact as Curator, OPUS itself as Provider), the execution context it ran in
+(stored once per distinct content), and the activity's own provenance bundle if it wrote
+one. It is recorded whatever the end of the job: COMPLETED, ERROR or ABORTED.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from opus.activities.model import ActivityDescription
+from opus.provenance.capture import context_id
+from opus.provenance.templates import (
+    DEFAULT_NAMESPACE,
+    OPERATOR,
+    TEMPLATES_DIR,
+    bindings_for_run,
+    template_pairs,
+)
+from opus.storage import tables as t
+from opus.uws.models import RunEnd
+
+OPUS_AGENT = "opus"
+
+
+def activity_id(job_id: str) -> str:
+    return f"act-{job_id}"
+
+
+def owner_agent_id(owner_id: str | None) -> str:
+    return f"user-{owner_id}" if owner_id else "anonymous"
+
+
+def insert_ignore(connection: sa.Connection, table: sa.Table,
+                  rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT rows, skipping those whose primary key exists (two processes may record the
+    same context or agent at once)."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        connection.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        connection.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def record_run(connection: sa.Connection, run: RunEnd, *,
+               namespace: str = DEFAULT_NAMESPACE,
+               templates_dir: Path = TEMPLATES_DIR) -> str:
+    """Record one run; returns its activity id. An entity's location is
+    ``{run.result_url}/{result_id}``; ``namespace`` and ``templates_dir`` are the
+    settings the PROV-Template of the activity is expanded with."""
+    job, phase, end_time, start_time = run.job, run.phase, run.end_time, run.start_time
+    job_results, result_url, activity, outcome = (run.results, run.result_url, run.activity,
+                                                  run.outcome)
+    act = activity_id(job.job_id)
+    if connection.execute(sa.select(t.prov_activity.c.id).where(t.prov_activity.c.id == act)).first():
+        return act  # already recorded (a report and the outcome file both arrived)
+    context = outcome.get("context") or None
+    ctx = context_id(context) if context else None
+    if context:
+        insert_ignore(connection, t.prov_context,
+                      [{"id": ctx, "content": json.dumps(context, sort_keys=True)}])
+        insert_ignore(connection, t.prov_context_package, [
+            {"context_id": ctx, "package": name, "version": str(version)[:64]}
+            for name, version in (context.get("packages") or {}).items()
+        ])
+    facts = {key: outcome[key] for key in ("rusage", "host", "command", "error_summary")
+             if outcome.get(key) is not None}
+    connection.execute(t.prov_activity.insert().values(
+        id=act, name=job.activity, job_id=job.job_id, start_time=start_time,
+        end_time=end_time, phase=phase, comment=outcome.get("error_summary"),
+        description_name=job.activity,
+        description_version=outcome.get("activity_version") or (
+            activity.version if activity else None),
+        description_sha256=outcome.get("description_sha256"),
+        script_sha256=outcome.get("script_sha256"), exit_code=outcome.get("exit_code"),
+        context_id=ctx, facts=json.dumps(facts),
+    ))
+    if job.parameters:
+        connection.execute(t.prov_parameter.insert(), [
+            {"activity_id": act, "name": name, "value": value}
+            for name, value in job.parameters.items()
+        ])
+    agents = [{"id": OPUS_AGENT, "name": "OPUS job server", "type": "SoftwareAgent",
+               "email": None, "url": None},
+              {"id": owner_agent_id(job.owner_id), "name": job.owner_id or "anonymous",
+               "type": "Individual", "email": None, "url": None}]
+    associations = [(OPUS_AGENT, "Provider"), (owner_agent_id(job.owner_id), "Operator")]
+    if activity is not None and activity.contact_name:
+        contact = f"contact-{activity.contact_name}"
+        agents.append({"id": contact, "name": activity.contact_name, "type": "Individual",
+                       "email": activity.contact_email, "url": None})
+        associations.append((contact, "Curator"))
+    insert_ignore(connection, t.prov_agent, agents)
+    connection.execute(t.prov_was_associated_with.insert(), [
+        {"activity_id": act, "agent_id": agent, "role": role} for agent, role in associations
+    ])
+    _record_inputs(connection, act, outcome.get("inputs") or (), start_time)
+    entities = []
+    for result in job_results:
+        entities.append({
+            "id": f"ent-{uuid.uuid4().hex}", "name": result.result_id,
+            "location": f"{result_url}/{result.result_id}", "generated_at_time": end_time,
+            "content_type": result.mime_type, "size": result.size, "sha256": result.sha256,
+            "job_id": job.job_id, "result_id": result.result_id,
+        })
+    if entities:
+        connection.execute(t.prov_entity.insert(), entities)
+        connection.execute(t.prov_was_generated_by.insert(), [
+            {"entity_id": e["id"], "activity_id": act, "role": e["name"]} for e in entities])
+        connection.execute(t.prov_was_attributed_to.insert(), [
+            {"entity_id": e["id"], "agent_id": owner_agent_id(job.owner_id),
+             "role": "Creator"} for e in entities])
+        # What the run asserts about derivation comes from the activity's PROV-Template
+        # (provenance_templates/{activity}.provn, or the default one derived from its
+        # description: every declared output from every input).
+        derived = (template_derivations(connection, act, activity, templates_dir, namespace)
+                   if activity else [])
+        if derived:
+            connection.execute(t.prov_was_derived_from.insert(), derived)
+    if outcome.get("bundle"):
+        connection.execute(t.prov_bundle.insert().values(activity_id=act, content=outcome["bundle"]))
+    return act
+
+
+def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[str, Any]],
+                   when: dt.datetime | None) -> None:
+    """Used relations for the run's inputs: a result of an earlier job is the very entity
+    that job generated (so jobs chain in the graph); an upload or a URL becomes a new
+    entity with its location, sha256 and size."""
+    for item in inputs:
+        entity_id = item.get("entity_id")
+        if not entity_id:
+            entity_id = f"ent-{uuid.uuid4().hex}"
+            connection.execute(t.prov_entity.insert().values(
+                id=entity_id, name=item.get("name"), location=item.get("location"),
+                sha256=item.get("sha256"), size=item.get("size")))
+        elif not connection.execute(sa.select(t.prov_entity.c.id)
+                                    .where(t.prov_entity.c.id == entity_id)).first():
+            continue
+        connection.execute(t.prov_used.insert().values(
+            activity_id=act, entity_id=entity_id, role=item.get("name") or "input",
+            time=when))
+
+
+def invalidate_job_entities(connection: sa.Connection, job_id: str,
+                            when: dt.datetime) -> None:
+    """The job's files are going away: its entities are invalidated, never deleted."""
+    connection.execute(
+        t.prov_entity.update()
+        .where(t.prov_entity.c.job_id == job_id, t.prov_entity.c.invalidated_at_time.is_(None))
+        .values(invalidated_at_time=when)
+    )
+
+
+def bindings_from_record(connection: sa.Connection, activity_id: str,
+                         namespace: str = DEFAULT_NAMESPACE,
+                         activity: ActivityDescription | None = None) -> dict[str, Any] | None:
+    """The bindings of a recorded run , or None
+    when there is no activity ``activity_id``. ``activity`` (its description) types the
+    parameters and keeps parameter variables apart from entity names."""
+    row = connection.execute(sa.select(t.prov_activity).where(t.prov_activity.c.id == activity_id)
+                             ).first()
+    if row is None:
+        return None
+    used: dict[str, list[str]] = {}
+    for item in connection.execute(sa.select(t.prov_used).where(t.prov_used.c.activity_id == activity_id)
+                                   .order_by(t.prov_used.c.role, t.prov_used.c.entity_id)):
+        used.setdefault(item.role or "input", []).append(item.entity_id)
+    generated: dict[str, list[str]] = {}
+    for item in connection.execute(
+            sa.select(t.prov_was_generated_by).where(t.prov_was_generated_by.c.activity_id == activity_id)
+            .order_by(t.prov_was_generated_by.c.role, t.prov_was_generated_by.c.entity_id)):
+        generated.setdefault(item.role or "output", []).append(item.entity_id)
+    parameters = {item.name: item.value for item in connection.execute(
+        sa.select(t.prov_parameter).where(t.prov_parameter.c.activity_id == activity_id)
+        .order_by(t.prov_parameter.c.name))}
+    agents = [item.agent_id for item in connection.execute(
+        sa.select(t.prov_was_associated_with).where(
+            t.prov_was_associated_with.c.activity_id == activity_id,
+            t.prov_was_associated_with.c.role == OPERATOR).order_by(t.prov_was_associated_with.c.agent_id))]
+    datatypes: dict[str, str] = {}
+    names: list[str] = []
+    if activity is not None:
+        datatypes = {p.name: p.datatype for p in activity.parameters}
+        names = [e.name for e in (*activity.used, *activity.generated)]
+    return bindings_for_run(activity_id, used, generated, parameters,
+                            agents[0] if agents else None, row.start_time, row.end_time,
+                            namespace, datatypes=datatypes, entity_names=names)
+
+
+def template_derivations(connection: sa.Connection, activity_id: str,
+                         activity: ActivityDescription | None,
+                         directory: Path = TEMPLATES_DIR,
+                         namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
+    """Rows for ``prov_wasderivedfrom`` that the activity's template asserts for the run
+    ``activity_id``, read from the record written so far on ``connection`` (call it after
+    the run's used, wasGeneratedBy, parameter and wasAssociatedWith rows are inserted).
+    Only pairs of entities present in ``prov_entity`` are returned."""
+    if activity is None:
+        return []
+    bindings = bindings_from_record(connection, activity_id, namespace, activity)
+    if bindings is None:
+        return []
+    pairs = template_pairs(activity, bindings, directory, namespace)
+    ids = {entity for pair in pairs for entity in pair}
+    known: set[str] = set()
+    for chunk in (sorted(ids)[i:i + 500] for i in range(0, len(ids), 500)):
+        known.update(row.id for row in connection.execute(
+            sa.select(t.prov_entity.c.id).where(t.prov_entity.c.id.in_(chunk))))
+    return [{"generated_entity_id": generated, "used_entity_id": used,
+             "activity_id": activity_id}
+            for generated, used in pairs
+            if generated in known and used in known and generated != used]

@@ -1,0 +1,59 @@
+"""``GET|POST /datalink/links?ID=...``: the DataLink 1.1 {links} endpoint (a DALI-sync
+resource, section 2: both methods). The rows come from :mod:`opus.datalink.links`, the
+VOTable from :mod:`opus.datalink.votable`; request-level errors are DALI VOTable error
+documents (route config ``errors="dali"``, :mod:`opus.web.errors`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import bottle
+from bottle import HTTPResponse
+
+from opus.activities.registry import ActivityRegistry
+from opus.auth import AccessPolicy
+from opus.datalink.links import LinksBuilder, media_type
+from opus.datalink.votable import (
+    DATALINK_MEDIA_TYPE,
+    LINKS_PATH,
+    VOTABLE_MEDIA_TYPE,
+    links_document,
+)
+from opus.errors import ClientError, UnsupportedFormatError
+from opus.storage.jobs import JobStore
+from opus.storage.provenance import ProvenanceStore
+from opus.web.http import identity, root_url, submitted_parameters
+
+
+def response_media_type(items: Iterable[tuple[str, str]]) -> str:
+    """The Content-Type the RESPONSEFORMAT asks for (DataLink 1.1 section 2.1.2: strip MIME
+    parameters; no value, ``votable`` and ``application/x-votable+xml`` give VOTable)."""
+    values = [value for key, value in items if key.upper() == "RESPONSEFORMAT"]
+    if len(values) > 1:
+        raise ClientError("UsageFault: RESPONSEFORMAT given more than once")
+    if not values or not values[0].strip():
+        return DATALINK_MEDIA_TYPE
+    requested = values[0].strip()
+    bare = media_type(requested)
+    if bare == "votable":
+        return DATALINK_MEDIA_TYPE
+    if bare in {VOTABLE_MEDIA_TYPE, "text/xml"}:
+        # DALI 1.1 section 3.2.5: a media type asked for is the Content-Type given.
+        return requested if "content=datalink" in requested.replace(" ", "") else bare
+    raise UnsupportedFormatError(f"UsageFault: RESPONSEFORMAT={requested!r} is not "
+                                 f"supported; use votable or {VOTABLE_MEDIA_TYPE}")
+
+
+def install(app: bottle.Bottle, store: JobStore, provenance: ProvenanceStore,
+            registry: ActivityRegistry, policy: AccessPolicy) -> None:
+    """Add ``GET|POST /datalink/links``."""
+
+    @app.route(LINKS_PATH, method=["GET", "POST"], errors="dali")
+    def links() -> HTTPResponse:
+        items = submitted_parameters()
+        content_type = response_media_type(items)
+        ids = [value for key, value in items if key.upper() == "ID" and value.strip()]
+        root = root_url()
+        built = LinksBuilder(store, provenance, registry, policy, identity(), root).add(ids)
+        body = links_document(built, f"{root}{LINKS_PATH}" if not ids else None)
+        return HTTPResponse(body=body, headers={"Content-Type": content_type})

@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None,
     settings = settings or load_settings()
     services = services or build_services(settings)
     app = bottle.Bottle(catchall=True)
+    app.config["opus.services"] = services  # for tests and embedding applications
     app.default_error_handler = plain_error
     app.install(ErrorPlugin(settings.max_body, services.authenticate))
     uws.install(app, services.jobs, services.reports)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from opus.config import Settings, load_settings
+from opus.config import Settings, SettingsError, load_settings
 
 log = logging.getLogger("opus")
 
@@ -97,11 +97,10 @@ class _Gunicorn:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from opus.storage.engine import make_engine, upgrade
 
-    changes = {k: v for k, v in {"host": args.host, "port": args.port,
-                                 "workers": args.workers}.items() if v is not None}
-    settings = settings.replace(**changes)
-    if "OPUS_BASE_URL" not in os.environ and args.port is not None:
-        settings = settings.replace(base_url=f"http://{settings.host}:{settings.port}")
+    # --port also moves base_url, unless the YAML file, OPUS_BASE_URL... set it explicitly.
+    settings = settings.listening_on(host=args.host, port=args.port)
+    if args.workers is not None:
+        settings = settings.replace(workers=args.workers)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(make_engine(settings.effective_database_url))
     environment = {**os.environ, "OPUS_HOST": settings.host, "OPUS_PORT": str(settings.port),
@@ -220,7 +219,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:  # a typo or bad value in the YAML file or OPUS_*
+        print(f"opus: {error}", file=sys.stderr)
+        return 2
     _logging(settings)
     return int(args.handler(settings, args) or 0)
 

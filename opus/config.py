@@ -1,87 +1,218 @@
-"""Settings: embedded defaults, then a YAML file named by ``OPUS_CONFIG``, then ``OPUS_*``.
+"""Settings of one OPUS instance, typed and documented in one place: the class ``Settings``.
 
-Every setting has a default that lets ``opus serve`` run on a fresh machine (SQLite under
-./var, the local manager, the activities in ./activity_descriptions). An environment
-variable ``OPUS_<NAME>`` overrides the YAML key ``<name>``; values from the environment are
-converted to the type of the default.
+Sources, lowest precedence first:
+
+1. the defaults below, which let ``opus serve`` run on a fresh machine (SQLite under ./var,
+   the local manager, the activities in ./activity_descriptions);
+2. the YAML file named by the environment variable ``OPUS_CONFIG`` (keys: the setting names);
+3. environment variables ``OPUS_<NAME>`` (any case), one per setting; a setting of a
+   structured type (``resources``, ``slurm_sbatch_args``) takes JSON text there;
+4. keyword overrides given to ``load_settings`` (tests, ``opus serve --port``...).
+
+A key of the YAML file or an ``OPUS_*`` variable that is not a setting stops start-up with
+a ``SettingsError`` naming it and the closest setting (a typo must not be silently ignored),
+and so does a value of the wrong type or outside the allowed choices.
+
+Why pydantic-settings: it is the maintained, widely used companion of pydantic for exactly
+this job; the fields' type annotations drive the validation and conversion of every value
+(numbers, booleans, paths, literals, nested mappings), whatever the source; and it ships the
+environment source (prefix, case-insensitive names, JSON for structured values); the YAML
+file, read with PyYAML, goes through the same validation. This module only adds the
+unknown-key check and readable messages.
+``Settings(...)`` built in code reads no environment and no file: only ``load_settings``
+does, from the mapping it is given (tests pass a dict), so an instance never depends on the
+process environment behind its caller's back.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as _SourceError
 
 #: The project checkout (parent of the package); activities and scripts live there.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+#: Environment variables of settings start with this; ``OPUS_CONFIG`` names the YAML file.
+ENV_PREFIX = "OPUS_"
+CONFIG_VARIABLE = "OPUS_CONFIG"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class SettingsError(ValueError):
-    """A setting has a value the server cannot use."""
+    """A setting is unknown or has a value the server cannot use."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class ActivityResources(BaseModel):
+    """Cluster resources of the jobs of one activity (an entry of the setting ``resources``).
+    The SLURM manager turns them into sbatch options; the local manager ignores them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    cpus: int | None = Field(default=None, ge=1)
+    """CPUs per job (``--cpus-per-task``)."""
+    memory: int | None = Field(default=None, ge=1)
+    """Memory per job in MB (``--mem``)."""
+    partition: str | None = None
+    """SLURM partition, instead of the setting ``slurm_partition``."""
+    account: str | None = None
+    """SLURM account, instead of the setting ``slurm_account``."""
+
+
+class Settings(BaseSettings):
     """All knobs of one OPUS instance. Two instances with different ``data_dir`` and port
-    run side by side on one machine."""
+    run side by side on one machine. Immutable: ``replace`` returns a changed copy."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        use_attribute_docstrings=True,
+    )
 
     data_dir: Path = Path("var")
-    database_url: str = ""  # default: sqlite under data_dir
+    """Jobs, runtime files and the default SQLite database live here (made absolute)."""
+    database_url: str = ""
+    """SQLAlchemy URL of the database; empty: SQLite file ``opus.sqlite`` in ``data_dir``."""
     base_url: str = "http://127.0.0.1:8000"
+    """Public URL of the service (without trailing slash), used in every link and by the
+    runners to report; ``opus serve --port`` derives it from host and port unless it was
+    set explicitly."""
     activities_dir: Path = PROJECT_ROOT / "activity_descriptions"
-    manager: str = "local"  # local | slurm
-    #: Jobs the local manager runs at once (0: number of cores).
-    concurrency: int = 0
-    #: WAIT=-1 and any larger WAIT are capped to this many seconds (UWS 1.1, 2.2.1.2).
-    wait_max: float = 60.0
-    #: executionDuration given to a job whose activity declares none; 0 means unlimited.
-    default_execution_duration: int = 3600
-    max_execution_duration: int = 86400
-    #: Destruction time of a new job, and the latest a client may ask for (seconds from now).
-    default_destruction: int = 7 * 86400
-    max_destruction: int = 30 * 86400
-    #: What happens at destruction time: "delete" (job and files) or "archive"
-    #: (phase ARCHIVED, results deleted, metadata kept; UWS 1.1, 2.1.3).
-    destruction_policy: str = "delete"
-    #: Seconds between the scheduler's periodic passes (reconciliation, destruction,
-    #: executionDuration backstop); phase changes wake it at once in between.
-    scheduler_interval: float = 5.0
-    #: Seconds a job may run past its executionDuration before the scheduler kills it
-    #: (the runner enforces the limit itself; this is the backstop).
-    kill_grace: float = 10.0
-    #: gunicorn: worker processes and threads per worker (a WAIT holds a thread).
-    workers: int = 2
-    threads: int = 256
-    #: Seconds an idle keep-alive connection is kept open (gunicorn ``keepalive``).
-    keepalive: int = 75
+    """Folder of the activity descriptions (XML) the service offers."""
+    manager: Literal["local", "slurm"] = "local"
+    """Where jobs run: ``local`` (processes of this machine) or ``slurm`` (batch jobs)."""
+    concurrency: int = Field(default=0, ge=0)
+    """Jobs the local manager runs at once (0: number of cores)."""
+    wait_max: float = Field(default=60.0, ge=0)
+    """WAIT=-1 and any larger WAIT are capped to this many seconds (UWS 1.1, 2.2.1.2)."""
+    default_execution_duration: int = Field(default=3600, ge=0)
+    """executionDuration (seconds) given to a job whose activity declares none; 0 means
+    unlimited."""
+    max_execution_duration: int = Field(default=86400, ge=0)
+    """Largest executionDuration (seconds) a client may ask for."""
+    default_destruction: int = Field(default=7 * 86400, ge=0)
+    """Destruction time of a new job, in seconds from now."""
+    max_destruction: int = Field(default=30 * 86400, ge=0)
+    """Latest destruction time a client may ask for, in seconds from now."""
+    destruction_policy: Literal["delete", "archive"] = "delete"
+    """What happens at destruction time: ``delete`` (job and files) or ``archive`` (phase
+    ARCHIVED, results deleted, metadata kept; UWS 1.1, 2.1.3)."""
+    scheduler_interval: float = Field(default=5.0, gt=0)
+    """Seconds between the scheduler's periodic passes (reconciliation, destruction,
+    executionDuration backstop); phase changes wake it at once in between."""
+    kill_grace: float = Field(default=10.0, ge=0)
+    """Seconds a job may run past its executionDuration before the scheduler kills it (the
+    runner enforces the limit itself; this is the backstop)."""
+    workers: int = Field(default=2, ge=1)
+    """gunicorn worker processes."""
+    threads: int = Field(default=256, ge=1)
+    """Threads per gunicorn worker (a WAIT holds a thread)."""
+    keepalive: int = Field(default=75, ge=0)
+    """Seconds an idle keep-alive connection is kept open (gunicorn ``keepalive``)."""
     host: str = "127.0.0.1"
-    port: int = 8000
-    #: Largest request body accepted (bytes); larger gets 413.
-    max_body: int = 100 * 1024 * 1024
+    """Address ``opus serve`` listens on."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port ``opus serve`` listens on."""
+    max_body: int = Field(default=100 * 1024 * 1024, ge=0)
+    """Largest request body accepted (bytes); larger gets 413."""
+
     # SLURM manager
     slurm_login_host: str = ""
+    """Host where the SLURM commands run (through ssh); empty: this machine."""
     slurm_partition: str = ""
+    """Partition of every job (an activity's ``resources`` entry may override it)."""
     slurm_account: str = ""
-    #: Python used to start the runner on the cluster (must see the opus package).
+    """Account of every job (an activity's ``resources`` entry may override it)."""
+    slurm_sbatch_args: tuple[str, ...] = ()
+    """Extra sbatch options for every job, e.g. ``["--qos=normal"]`` (one string in YAML
+    is one option; JSON list in ``OPUS_SLURM_SBATCH_ARGS``)."""
+    slurm_login_environment: bool | None = None
+    """Give jobs the user's login environment on the node (``--export=NONE``, about 2.5 s
+    per job) rather than the server's basic variables; unset: only with a login host."""
+    resources: dict[str, ActivityResources] = Field(default_factory=dict)
+    """Cluster resources per activity name, ``"*"`` for every activity (the activity's
+    entry overrides it key by key), e.g. ``{"*": {"partition": "short"}, "gammapy_maps":
+    {"cpus": 4, "memory": 8000}}``; keys: cpus, memory (MB), partition, account."""
     runner_python: str = ""
-    #: Inputs given by URL, fetched by the runner: size and time limits, and whether
-    #: private, loopback and link-local addresses are refused (server-side request forgery).
-    fetch_max_bytes: int = 1024 * 1024 * 1024
-    fetch_timeout: float = 300.0
+    """Python used to start the runner on the cluster (must see the opus package); empty:
+    the server's own interpreter."""
+
+    # Inputs given by URL, fetched by the runner
+    fetch_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    """Largest input fetched from a URL (bytes)."""
+    fetch_timeout: float = Field(default=300.0, gt=0)
+    """Seconds a URL input may take to fetch."""
     fetch_block_private: bool = True
-    #: Namespace of provenance identifiers (prefix ``opus:`` in documents); keep it stable
-    #: for the life of the archive, whatever the server's URL.
+    """Refuse input URLs of private, loopback and link-local addresses (server-side
+    request forgery)."""
+
+    # Provenance
     provenance_namespace: str = "ivo://opus.local/provenance#"
-    #: ProvSAP stops a walk at this many nodes (DEPTH=ALL on a huge record).
-    provsap_max_nodes: int = 10000
-    #: Seconds a graph layout (SVG/PNG) may take before the fallback layout is used.
-    graph_timeout: float = 10.0
+    """Namespace of provenance identifiers (prefix ``opus:`` in documents); keep it stable
+    for the life of the archive, whatever the server's URL."""
+    provenance_templates_dir: Path = PROJECT_ROOT / "provenance_templates"
+    """Folder of the activities' PROV-Templates (``<activity>.provn``)."""
+    provsap_max_nodes: int = Field(default=10000, ge=1)
+    """ProvSAP stops a walk at this many nodes (DEPTH=ALL on a huge record)."""
+    graph_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a graph layout (SVG/PNG) may take before the fallback layout is used."""
     log_level: str = "INFO"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only the values given: load_settings() reads the file and the environment.
+        return (init_settings,)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("activities_dir", "provenance_templates_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("slurm_sbatch_args", mode="before")
+    @classmethod
+    def _one_option(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @property
     def effective_database_url(self) -> str:
@@ -102,62 +233,149 @@ class Settings:
         """Sockets and other per-instance runtime files (SQLite wake-up signal)."""
         return self.data_dir / "run"
 
-    def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
+    @property
+    def base_url_is_explicit(self) -> bool:
+        """Whether a source (YAML, ``OPUS_BASE_URL``, an override) set ``base_url``."""
+        return "base_url" in self.model_fields_set
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied, validated like any other source. The settings
+        that were set explicitly stay so (``model_fields_set``), plus the changed ones."""
+        unknown = _unknown(changes, "replace()")
+        if unknown:
+            raise SettingsError(unknown)
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values.update(changes)
+        validated = _validate(values, dict.fromkeys(changes, "replace()"))
+        return type(self).model_construct(
+            _fields_set=self.model_fields_set | set(changes), **dict(validated))
+
+    def listening_on(self, host: str | None = None, port: int | None = None) -> Settings:
+        """These settings with ``opus serve --host/--port`` applied. A given port also
+        makes ``base_url`` ``http://HOST:PORT``, unless ``base_url`` was set explicitly
+        (YAML file, ``OPUS_BASE_URL`` or an override): then it is kept."""
+        changes: dict[str, Any] = {key: value for key, value in
+                                   {"host": host, "port": port}.items() if value is not None}
+        if port is not None and not self.base_url_is_explicit:
+            changes["base_url"] = f"http://{changes.get('host', self.host)}:{port}"
+        return self.replace(**changes) if changes else self
 
 
-def _convert(name: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off"}:
-            return False
-        raise SettingsError(f"{name}: expected a boolean, got {value!r}")
-    if isinstance(default, (int, float)):
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of os.environ."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
-            return type(default)(value)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name}: expected a number, got {value!r}") from None
-    if isinstance(default, Path):
-        return Path(str(value)).expanduser()
-    return value
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError as error:  # pydantic-settings wraps it in its own SettingsError
+            raise _NotJSON(f"{ENV_PREFIX}{field_name.upper()}: expected JSON text ({error}), "
+                           f"got {value!r}") from None
+
+
+class _NotJSON(ValueError):
+    """The value of an environment variable of a structured setting is not JSON."""
+
+
+def _unknown(keys: Mapping[str, Any], where: str, *, env: bool = False) -> str:
+    """A message naming each key that is not a setting, and the closest setting."""
+    fields = list(Settings.model_fields)
+    problems = []
+    for key in keys:
+        name = str(key)
+        if env:
+            name = name[len(ENV_PREFIX):].lower()
+        if name in fields:
+            continue
+        label = str(key)
+        close = difflib.get_close_matches(name, fields, n=1)
+        if close:
+            hint = f"{ENV_PREFIX}{close[0].upper()}" if env else close[0]
+            problems.append(f"unknown setting {label!r} in {where}; did you mean {hint!r}?")
+        else:
+            problems.append(f"unknown setting {label!r} in {where}")
+    return "; ".join(problems)
+
+
+def _validate(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
+    """``Settings(**values)``, a ValidationError turned into a SettingsError that names
+    each bad setting, where its value came from, and what was expected."""
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False):
+            name = ".".join(str(part) for part in item["loc"]) or "settings"
+            top = str(item["loc"][0]) if item["loc"] else ""
+            origin = f" (from {origins[top]})" if top in origins else ""
+            message = item["msg"]
+            if item["type"] == "extra_forbidden" and top == "resources":
+                keys = list(ActivityResources.model_fields)
+                close = difflib.get_close_matches(str(item["loc"][-1]), keys, n=1)
+                message = f"unknown key (known: {', '.join(keys)})"
+                if close:
+                    message += f"; did you mean {close[0]!r}?"
+                problems.append(f"{name}{origin}: {message}")
+                continue
+            if item["type"] == "extra_forbidden":
+                message = "not a setting"
+            elif message.startswith("Value error, "):
+                message = message[len("Value error, "):]
+            problems.append(f"{name}{origin}: {message}, got {item['input']!r}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, **overrides: Any
 ) -> Settings:
-    """Build the settings: defaults < YAML (``OPUS_CONFIG``) < environment < ``overrides``."""
+    """Build the settings: defaults < YAML (``OPUS_CONFIG``) < environment < ``overrides``.
+
+    ``environ`` (default: ``os.environ``) is the only environment read. Raises
+    ``SettingsError`` for an unknown key or variable and for an invalid value."""
     environ = os.environ if environ is None else environ
-    defaults = Settings()
     values: dict[str, Any] = {}
-    known = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(Settings)}
-    config_file = environ.get("OPUS_CONFIG")
+    origins: dict[str, str] = {}
+
+    config_file = environ.get(CONFIG_VARIABLE)
     if config_file:
-        with open(config_file, encoding="utf-8") as stream:
-            loaded = yaml.safe_load(stream) or {}
+        try:
+            with open(Path(config_file).expanduser(), encoding="utf-8") as stream:
+                loaded = yaml.safe_load(stream) or {}
+        except FileNotFoundError:
+            raise SettingsError(f"{CONFIG_VARIABLE}: no such file {config_file}") from None
+        except (OSError, yaml.YAMLError) as error:
+            raise SettingsError(f"{config_file}: cannot read the settings: {error}") from None
         if not isinstance(loaded, dict):
             raise SettingsError(f"{config_file}: expected a mapping of settings")
-        extra = {}
-        for key, value in loaded.items():
-            if key in known and key != "extra":
-                values[key] = _convert(key, value, known[key])
-            else:
-                extra[key] = value
-        values["extra"] = extra
-    for key, default in known.items():
-        env_value = environ.get(f"OPUS_{key.upper()}")
-        if env_value is not None and key != "extra":
-            values[key] = _convert(key, env_value, default)
+        unknown = _unknown(loaded, config_file)
+        if unknown:
+            raise SettingsError(unknown)
+        values.update(loaded)
+        origins.update(dict.fromkeys(loaded, config_file))
+
+    variables = {name: value for name, value in environ.items()
+                 if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_VARIABLE}
+    unknown = _unknown({name.upper(): v for name, v in variables.items()}, "the environment",
+                       env=True)
+    if unknown:
+        raise SettingsError(unknown)
+    try:
+        from_environment = _Environment(variables)()
+    except _SourceError as error:  # JSON text of a structured setting
+        cause = error.__cause__
+        raise SettingsError(str(cause if isinstance(cause, _NotJSON) else error)) from None
+    values.update(from_environment)
+    origins.update({name: f"{ENV_PREFIX}{name.upper()}" for name in from_environment})
+
+    unknown = _unknown(overrides, "the overrides")
+    if unknown:
+        raise SettingsError(unknown)
     values.update(overrides)
-    settings = dataclasses.replace(defaults, **values)
-    if settings.manager not in {"local", "slurm"}:
-        raise SettingsError(f"manager: expected 'local' or 'slurm', got {settings.manager!r}")
-    if settings.destruction_policy not in {"delete", "archive"}:
-        raise SettingsError("destruction_policy: expected 'delete' or 'archive'")
-    data_dir = settings.data_dir.resolve()
-    return dataclasses.replace(
-        settings, data_dir=data_dir, base_url=settings.base_url.rstrip("/")
-    )
+    origins.update(dict.fromkeys(overrides, "an override"))
+    return _validate(values, origins)

@@ -29,7 +29,13 @@ from opus.activities.model import ActivityDescription, EntityDescription, Parame
 from opus.activities.votable import read_activity, write_activity
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+#: Test data the repository carries (schemas, example descriptions): tests/data/README.md.
+DATA = Path(__file__).resolve().parent / "data"
+#: Example descriptions in the older OPUS dialect.
+OPUS_DIALECT = DATA / "examples" / "opus-activity-descriptions"
+#: Former name of DATA, still imported by tests/test_datalink.py
+#: (``SHARED / "examples" / "opus-activity-descriptions"``); use DATA or OPUS_DIALECT.
+SHARED = DATA
 BIN = Path(__file__).resolve().parent / "bin"
 PG_ADMIN_URL = os.environ.get("OPUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 UWS_NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0",
@@ -141,7 +147,10 @@ def start_server(data_dir: Path, database_url: str = "", *, scheduler: bool = Tr
     """Start ``opus serve`` on a free port and wait until it answers."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ,
+    from opus.config import CONFIG_VARIABLE, Settings  # OPUS_REQUIRE_*... are not settings
+    keep = {CONFIG_VARIABLE} | {f"OPUS_{name.upper()}" for name in Settings.model_fields}
+    env = {**{k: v for k, v in os.environ.items() if not k.upper().startswith("OPUS_")
+              or k.upper() in keep},
            "OPUS_DATA_DIR": str(data_dir),
            "OPUS_DATABASE_URL": database_url,
            "OPUS_BASE_URL": f"http://127.0.0.1:{port}",
@@ -304,8 +313,8 @@ def activities_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def uws_schema() -> etree.XMLSchema:
-    """UWS.xsd, with its xlink import resolved from ../shared/schemas (offline)."""
-    schemas = SHARED / "schemas"
+    """UWS.xsd, with its xlink import resolved from tests/data/schemas (offline)."""
+    schemas = DATA / "schemas"
 
     class Local(etree.Resolver):
         def resolve(self, url, pubid, context):  # type: ignore[no-untyped-def]

@@ -20,14 +20,14 @@ from opus.activities.votable import (
     write_activity,
 )
 from opus.errors import NotFoundError
+from vochecks import votable_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-EXAMPLES = SHARED / "examples" / "opus-activity-descriptions"
+EXAMPLES = ROOT / "tests" / "data" / "examples" / "opus-activity-descriptions"
 ACTIVITIES = ROOT / "activity_descriptions"
 ALL_FILES = [
-    EXAMPLES / "test_activity_1_vot.xml",
-    EXAMPLES / "test_activity_2_vot.xml",
+    EXAMPLES / "write_note_vot.xml",
+    EXAMPLES / "append_note_vot.xml",
     ACTIVITIES / "echo.xml",
     ACTIVITIES / "sleep.xml",
 ]
@@ -46,39 +46,42 @@ MINIMAL = """<RESOURCE name="mini" type="meta" utype="voprov:ActivityDescription
 
 @pytest.fixture(scope="module")
 def schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(SHARED / "schemas" / "VOTable-1.4.xsd")))
+    return votable_schema()
 
 
 def test_old_dialect_example_1_loads():
-    activity = read_activity(EXAMPLES / "test_activity_1_vot.xml")
-    assert activity.name == "test_activity_1"
-    assert activity.description == "Job for tests, simply copies input text in a file"
-    assert (activity.version, activity.type, activity.subtype) == ("1", "test", "test")
+    activity = read_activity(EXAMPLES / "write_note_vot.xml")
+    assert activity.name == "write_note"
+    assert activity.description == "Example in the older OPUS dialect: writes a note to a text file"
+    assert (activity.version, activity.type, activity.subtype) == ("0.3", "example", "notes")
     assert activity.docurl is None  # doculink value is empty
-    assert (activity.contact_name, activity.contact_email) == ("opus-admin", "admin@opus")
-    assert (activity.execution_duration, activity.quote) == (20, 10)
-    assert activity.script == "sleep 10\necho $text > $output\n"  # CRLF normalised
+    assert (activity.contact_name, activity.contact_email) == ("opus-tests", "tests@opus.invalid")
+    assert (activity.execution_duration, activity.quote) == (30, 2)
+    assert activity.script == "umask 022\necho $note > $note_file\n"  # CRLF normalised
     assert activity.command == ()
-    [text] = activity.parameters
-    assert (text.name, text.datatype, text.arraysize, text.default) == ("text", "char", "*", "Hello World")
-    assert text.description == "Input text for test job"
-    assert not text.required
+    [note] = activity.parameters
+    assert (note.name, note.datatype, note.arraysize, note.default) == \
+        ("note", "char", "*", "Clear sky over the array")
+    assert note.description == "The note to write"
+    assert not note.required
     assert activity.used == ()
     assert activity.generated == (
-        EntityDescription(name="output", content_type="text/plain", default_filename="output.txt",
-                          description="Output file that contains the input text"),
+        EntityDescription(name="note_file", content_type="text/plain", default_filename="note.txt",
+                          description="Text file holding the note"),
     )
-    assert activity.source == EXAMPLES / "test_activity_1_vot.xml"
+    assert activity.source == EXAMPLES / "write_note_vot.xml"
 
 
 def test_old_dialect_example_2_loads_used_entity():
-    activity = read_activity(EXAMPLES / "test_activity_2_vot.xml")
-    assert activity.script == "sleep 10\ncat $input > $output\necho $text >> $output\n"
-    assert activity.parameter("TEXT").default == "!"
+    activity = read_activity(EXAMPLES / "append_note_vot.xml")
+    # CRLF and a lone CR normalised
+    assert activity.script == "cat $notes > $journal\necho $note >> $journal\n"
+    assert activity.docurl == "https://opus.invalid/doc/append_note.html"  # from doculink
+    assert activity.parameter("NOTE").default == "(end)"
     [used] = activity.used
-    assert (used.name, used.default_filename, used.content_type) == ("input", "input.txt", None)
-    assert used.description == "Input entity for test job 2"
-    assert [e.name for e in activity.generated] == ["output"]
+    assert used == EntityDescription(name="notes", default_filename="notes.txt",
+                                     description="Text file the note is appended to")
+    assert [e.name for e in activity.generated] == ["journal"]
 
 
 def test_echo_description():
@@ -124,14 +127,17 @@ def test_written_votable_is_valid_votable_1_4(path: Path, schema: etree.XMLSchem
 
 
 def test_written_old_dialect_uses_rec_names():
-    written = etree.fromstring(write_activity(read_activity(EXAMPLES / "test_activity_2_vot.xml")))
+    written = etree.fromstring(write_activity(read_activity(EXAMPLES / "append_note_vot.xml")))
     ns = {"v": "http://www.ivoa.net/xml/VOTable/v1.3"}
     resource = written.find("v:RESOURCE", ns)
     assert resource.get("utype") == "voprov:ActivityDescription"
     assert resource.find("v:PARAM[@name='script']", ns) is not None
-    assert resource.find("v:GROUP[@name='inputParams']/v:PARAM[@name='text']", ns) is not None
-    assert resource.find("v:GROUP[@utype='voprov:UsageDescription']", ns).get("name") == "input"
-    assert resource.find("v:GROUP[@utype='voprov:GenerationDescription']", ns).get("name") == "output"
+    assert resource.find("v:PARAM[@name='docurl']", ns).get("value") == \
+        "https://opus.invalid/doc/append_note.html"
+    assert resource.find("v:PARAM[@name='doculink']", ns) is None
+    assert resource.find("v:GROUP[@name='inputParams']/v:PARAM[@name='note']", ns) is not None
+    assert resource.find("v:GROUP[@utype='voprov:UsageDescription']", ns).get("name") == "notes"
+    assert resource.find("v:GROUP[@utype='voprov:GenerationDescription']", ns).get("name") == "journal"
 
 
 def test_rec_dialect_full_parameter_round_trip(schema: etree.XMLSchema):

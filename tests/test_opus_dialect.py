@@ -1,4 +1,4 @@
-"""The older OPUS dialect: the two example descriptions in ../shared/examples load, validate
+"""The older OPUS dialect: the two example descriptions in tests/data/examples load, validate
 their inputs, and run end to end with their embedded shell scripts (parameters reach the
 script as environment variables, never pasted into it)."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED, UWS_NS, Server, start_server
+from conftest import OPUS_DIALECT, UWS_NS, Server, start_server
 
-EXAMPLES = SHARED / "examples" / "opus-activity-descriptions"
+EXAMPLES = OPUS_DIALECT
 
 
 @pytest.fixture(scope="module")
@@ -30,34 +30,34 @@ def old_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_both_examples_are_served(old_server: Server) -> None:
     names = {a["name"] for a in old_server.session.get(
         f"{old_server.url}/activities", headers={"Accept": "application/json"}).json()}
-    assert names == {"test_activity_1", "test_activity_2"}
+    assert names == {"write_note", "append_note"}
 
 
 def test_inputs_are_validated(old_server: Server) -> None:
-    response = old_server.session.post(old_server.rest("test_activity_2"),
-                                       data={"text": "x"}, allow_redirects=False)
-    assert response.status_code == 400 and "input: required" in response.text
-    response = old_server.session.post(old_server.rest("test_activity_1"),
+    response = old_server.session.post(old_server.rest("append_note"),
+                                       data={"note": "x"}, allow_redirects=False)
+    assert response.status_code == 400 and "notes: required" in response.text
+    response = old_server.session.post(old_server.rest("write_note"),
                                        data={"colour": "red"}, allow_redirects=False)
     assert response.status_code == 400 and "colour" in response.text
 
 
 def test_both_examples_run_end_to_end(old_server: Server) -> None:
     hostile = "$(touch /tmp/opus-pwned) `id` ; *"
-    first = old_server.create("test_activity_1", text=hostile)
+    first = old_server.create("write_note", note=hostile)
     response = old_server.session.post(
-        old_server.rest("test_activity_2"), data={"text": "appended", "PHASE": "RUN"},
-        files={"input": ("anything.txt", b"line from the upload\n")}, allow_redirects=False)
+        old_server.rest("append_note"), data={"note": "appended", "PHASE": "RUN"},
+        files={"notes": ("anything.txt", b"line from the upload\n")}, allow_redirects=False)
     assert response.status_code == 303, response.text
     second = response.headers["Location"]
     for job_url in (first, second):
         document = old_server.wait_final(job_url, timeout=90)
         assert document.findtext("uws:phase", namespaces=UWS_NS) == "COMPLETED", \
             old_server.session.get(f"{job_url}/results/stderr").text
-    # `echo $text > $output`: the shell splits and globs the unquoted value, but never
+    # `echo $note > $note_file`: the shell splits and globs the unquoted value, but never
     # runs it: no command substitution happened.
-    output = old_server.session.get(f"{first}/results/output").text
+    output = old_server.session.get(f"{first}/results/note_file").text
     assert "$(touch" in output and "`id`" in output
     assert not Path("/tmp/opus-pwned").exists()
-    assert old_server.session.get(f"{second}/results/output").text == \
+    assert old_server.session.get(f"{second}/results/journal").text == \
         "line from the upload\nappended\n"

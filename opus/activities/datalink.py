@@ -24,6 +24,8 @@ The RESOURCE carries ``ID="opus-{name}"`` so that ``{links}`` responses can poin
 
 from __future__ import annotations
 
+from typing import cast
+
 from lxml import etree
 
 from opus.activities.model import ActivityDescription, ParameterDescription
@@ -114,4 +116,6 @@ def service_descriptor(activity: ActivityDescription, access_url: str) -> bytes:
     _element(root, "DESCRIPTION").text = f"DataLink service descriptor of the OPUS " \
                                          f"activity {activity.name}"
     root.append(service_resource(activity, access_url))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
+                                      pretty_print=True))

@@ -133,10 +133,10 @@ def parse_number(datatype: str, text: str) -> int | float:
     if datatype in FLOAT_DATATYPES:
         if not _FLOAT_TEXT.fullmatch(text):
             raise ValueError(f"must be a finite number (got {_show(text)})")
-        number = float(text)
-        if not math.isfinite(number):
+        real = float(text)
+        if not math.isfinite(real):
             raise ValueError(f"must be a finite number (got {_show(text)})")
-        return number
+        return real
     raise ValueError(f"datatype {datatype!r} is not numeric")
 
 

@@ -53,8 +53,10 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import TypeAlias, cast
 
 from lxml import etree
 
@@ -231,7 +233,9 @@ def write_activity(activity: ActivityDescription) -> bytes:
             ):
                 if value is not None:
                     E.param(group, name, value, utype=utype)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
+                                      pretty_print=True))
 
 
 class _Builder:
@@ -255,6 +259,12 @@ class _Builder:
 
 def _attributes(attributes: dict[str, str | None]) -> dict[str, str]:
     return {key: value for key, value in attributes.items() if value is not None}
+
+
+#: A top-level PARAM's value (None when empty) and the PARAM element, by model field.
+_Fields: TypeAlias = dict[str, tuple[str | None, etree._Element]]
+#: A parameter or entity description read from a file, with the element it came from.
+_Found: TypeAlias = tuple[ParameterDescription | EntityDescription, etree._Element]
 
 
 class _Reader:
@@ -316,7 +326,7 @@ class _Reader:
         return self.activity(resources[0])
 
     def activity(self, resource: etree._Element) -> ActivityDescription | None:
-        fields: dict[str, tuple[str | None, etree._Element]] = {}
+        fields: _Fields = {}
         for param in self.children(resource, "PARAM"):
             field_name = _identify(param, _ACTIVITY_FIELDS)
             if field_name is None:
@@ -354,9 +364,9 @@ class _Reader:
         elif command and script is not None:
             self.problem(fields["script"][1], "both command and script given; use one")
 
-        parameters: list[ParameterDescription] = []
-        used: list[EntityDescription] = []
-        generated: list[EntityDescription] = []
+        parameters: list[tuple[ParameterDescription, etree._Element]] = []
+        used: list[tuple[EntityDescription, etree._Element]] = []
+        generated: list[tuple[EntityDescription, etree._Element]] = []
         for group in self.children(resource, "GROUP"):
             group_name = (group.get("name") or "").lower()
             utype = (group.get("utype") or "").lower()
@@ -392,10 +402,12 @@ class _Reader:
             generated=tuple(e for e, _ in generated),
         )
 
-    def seconds(self, fields: dict, key: str) -> int | None:
-        if key not in fields or fields[key][0] is None:
+    def seconds(self, fields: _Fields, key: str) -> int | None:
+        if key not in fields:
             return None
         value, element = fields[key]
+        if value is None:
+            return None
         try:
             seconds = int(value.strip())
         except ValueError:
@@ -420,7 +432,7 @@ class _Reader:
             self.problem(element, "command is empty")
         return argv
 
-    def unique(self, items: list[tuple], what: str, key) -> None:
+    def unique(self, items: Sequence[_Found], what: str, key: Callable[[str], str]) -> None:
         seen: dict[str, etree._Element] = {}
         for item, element in items:
             k = key(item.name)

@@ -15,6 +15,7 @@ Python and the shared job directory.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import os
@@ -31,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from opus.digests import script_sha256, sha256_of
 from opus.provenance.capture import execution_context
@@ -326,7 +327,10 @@ def _check_address(host: str | None, port: int, block_private: bool) -> None:
     if not block_private:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port)}
+        # sockaddr[0] is the address text for AF_INET / AF_INET6. typeshed also allows the
+        # (family, raw bytes) pair CPython gives for a family it does not know: the str()
+        # of that int is no IP address, so ip_address() below raises and nothing passes.
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port)}
     except OSError as error:
         raise InputProblem(f"cannot resolve {host}: {error}") from None
     for address in addresses:
@@ -347,7 +351,9 @@ def fetch(url: str, target: Path, *, max_bytes: int, timeout: float,
                    block_private)
 
     class CheckedRedirects(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
+                             msg: str, headers: http.client.HTTPMessage,
+                             newurl: str) -> urllib.request.Request | None:
             new = urllib.parse.urlsplit(newurl)
             if new.scheme not in {"http", "https"}:
                 raise InputProblem("redirected to a URL that is not http(s)")

@@ -243,7 +243,7 @@ class SlurmManager(Manager):
         # ssh joins everything after the host into one line for the remote shell: quote.
         return [*self.ssh_command, "--", self.login_host, " ".join(shlex.quote(a) for a in argv)]
 
-    def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess:
+    def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         full = self.command_argv(argv)
         try:
             return subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True,
@@ -257,7 +257,7 @@ class SlurmManager(Manager):
             raise ManagerError(f"{argv[0]}: {exc}") from exc
 
     @staticmethod
-    def _error_text(proc: subprocess.CompletedProcess) -> str:
+    def _error_text(proc: subprocess.CompletedProcess[str]) -> str:
         text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
         return text or f"exit status {proc.returncode}"
 
@@ -406,7 +406,7 @@ class SlurmManager(Manager):
         return native_id
 
     @staticmethod
-    def _is_invalid_job(proc: subprocess.CompletedProcess) -> bool:
+    def _is_invalid_job(proc: subprocess.CompletedProcess[str]) -> bool:
         text = f"{proc.stderr} {proc.stdout}".lower()
         return any(marker in text for marker in _INVALID_JOB)
 

@@ -16,7 +16,7 @@ import platform
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 #: Environment variables worth recording; everything else may hold secrets and is never
 #: recorded.
@@ -42,7 +42,8 @@ def installed_packages(cache_file: Path | None = None) -> dict[str, str]:
         try:
             cached = json.loads(cache_file.read_text())
             if cached.get("key") == key:
-                return cached["packages"]
+                # JSON this function wrote: {"key": ..., "packages": {name: version}}.
+                return cast(dict[str, str], cached["packages"])
         except (OSError, ValueError, AttributeError):
             pass
     from importlib import metadata

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
-from prov.identifier import Namespace
+from prov.identifier import Namespace, QualifiedName
 from prov.model import PROV, PROV_ROLE, PROV_TYPE, PROV_VALUE, ProvDocument
 
 from opus.provenance.graph import Graph
@@ -24,12 +25,15 @@ VOPROV_URI = "http://www.ivoa.net/documents/ProvenanceDM/ns/voprov/"
 VOPROV = Namespace("voprov", VOPROV_URI)
 MODELS = ("IVOA", "W3C")
 
+#: Attributes of a PROV record: "prefix:name" strings or QualifiedNames (PROV_TYPE, ...).
+_Attributes: TypeAlias = dict[QualifiedName | str, Any]
+
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.timezone.utc) if value is not None else None
 
 
-def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
+def _clean(attributes: Mapping[QualifiedName | str, Any]) -> _Attributes:
     return {key: value for key, value in attributes.items() if value not in (None, "")}
 
 
@@ -45,7 +49,7 @@ def build_document(graph: Graph, namespace: str, *, model: str = "IVOA",
         return f"opus:{local}"
 
     for agent_id, row in graph.agents.items():
-        attributes = {"prov:label": row["name"]}
+        attributes: _Attributes = {"prov:label": row["name"]}
         if ivoa:
             attributes.update({"voprov:name": row["name"], "voprov:email": row.get("email"),
                                "voprov:type": row.get("type")})
@@ -119,7 +123,7 @@ def _local(name: str) -> str:
 def _context(document: ProvDocument, identifier: str, context: dict[str, Any],
              ivoa: bool) -> None:
     packages = context.get("packages") or {}
-    attributes = {
+    attributes: _Attributes = {
         "prov:label": f"execution context on {context.get('host')}",
         "opus:host": context.get("host"), "opus:platform": context.get("platform"),
         "opus:cpuCount": context.get("cpu_count"), "opus:memoryBytes": context.get("memory_bytes"),

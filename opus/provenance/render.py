@@ -33,6 +33,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Mapping
 from typing import Literal
 
 from opus.provenance.graph import Graph
@@ -74,7 +75,7 @@ def quote(text: object) -> str:
     return '"' + value.replace("\n", "\\n") + '"'
 
 
-def _attributes(attributes: dict[str, object]) -> str:
+def _attributes(attributes: Mapping[str, object]) -> str:
     return ", ".join(f"{quote(key)}={quote(value)}" for key, value in attributes.items())
 
 

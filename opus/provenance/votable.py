@@ -42,7 +42,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -139,7 +139,7 @@ PARAMETER = _relation(("activity", "voprov:Activity.id"),
                       ("value", "voprov:ActivityConfiguration.Parameter.value", TEXT))
 
 
-def _timestamp(value: Any) -> str:
+def _timestamp(value: object) -> str:
     """ISO 8601 UTC (DALI timestamp); naive datetimes from the record are UTC."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
@@ -235,4 +235,6 @@ def graph_to_votable(graph: Graph, namespace: str) -> bytes:
          "Activity parameters (2.7.2)", PARAMETER, parameters, by_index),
     ):
         _table(resource, *args)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
+                                      pretty_print=True))

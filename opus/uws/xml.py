@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
 from lxml import etree
 
@@ -40,7 +41,8 @@ def _time(value: dt.datetime | None) -> str | None:
 
 
 def _tostring(root: etree._Element) -> bytes:
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 def job_list(refs: Iterable[JobRef], job_url: Callable[[str], str]) -> bytes:

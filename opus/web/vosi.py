@@ -12,6 +12,7 @@ capability per job list with the UWS 1.1 standardID ``ivo://ivoa.net/std/UWS#res
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from lxml import etree
 
@@ -49,7 +50,9 @@ def capabilities(root_url: str, job_lists: Iterable[tuple[str, str | None]]) -> 
     for name, description in job_lists:
         _capability(root, UWS_STANDARD_ID, f"{root_url}/rest/{name}",
                     f"{name}: {description}" if description else name)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
+                                      pretty_print=True))
 
 
 def availability(available: bool = True, note: str | None = None) -> bytes:
@@ -59,4 +62,6 @@ def availability(available: bool = True, note: str | None = None) -> bytes:
         "true" if available else "false"
     if note:
         etree.SubElement(root, f"{{{AVAILABILITY_NS}}}note").text = note
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
+    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
+                                      pretty_print=True))

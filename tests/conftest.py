@@ -33,9 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 #: Example descriptions in the older OPUS dialect.
 OPUS_DIALECT = DATA / "examples" / "opus-activity-descriptions"
-#: Former name of DATA, still imported by tests/test_datalink.py
-#: (``SHARED / "examples" / "opus-activity-descriptions"``); use DATA or OPUS_DIALECT.
-SHARED = DATA
 BIN = Path(__file__).resolve().parent / "bin"
 PG_ADMIN_URL = os.environ.get("OPUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 UWS_NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0",
@@ -142,15 +139,22 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def opus_environment() -> dict[str, str]:
+    """This process's environment without the ``OPUS_*`` variables that are no setting
+    (the test switches ``OPUS_REQUIRE_*``...): an ``opus`` command refuses those."""
+    from opus.config import CONFIG_VARIABLE, Settings
+
+    keep = {CONFIG_VARIABLE} | {f"OPUS_{name.upper()}" for name in Settings.model_fields}
+    return {k: v for k, v in os.environ.items()
+            if not k.upper().startswith("OPUS_") or k.upper() in keep}
+
+
 def start_server(data_dir: Path, database_url: str = "", *, scheduler: bool = True,
                  **settings: object) -> Server:
     """Start ``opus serve`` on a free port and wait until it answers."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    from opus.config import CONFIG_VARIABLE, Settings  # OPUS_REQUIRE_*... are not settings
-    keep = {CONFIG_VARIABLE} | {f"OPUS_{name.upper()}" for name in Settings.model_fields}
-    env = {**{k: v for k, v in os.environ.items() if not k.upper().startswith("OPUS_")
-              or k.upper() in keep},
+    env = {**opus_environment(),
            "OPUS_DATA_DIR": str(data_dir),
            "OPUS_DATABASE_URL": database_url,
            "OPUS_BASE_URL": f"http://127.0.0.1:{port}",

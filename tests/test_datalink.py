@@ -10,7 +10,7 @@ import pyvo.io.uws
 from astropy.io.votable import parse as parse_votable
 from lxml import etree
 
-from conftest import ROOT, SHARED, Server
+from conftest import OPUS_DIALECT, ROOT, Server
 from opus.activities.datalink import service_descriptor
 from opus.activities.model import ActivityDescription, Option, ParameterDescription
 from opus.activities.votable import read_activity
@@ -19,7 +19,7 @@ from vochecks import assert_valid_votable
 VOT = {"v": "http://www.ivoa.net/xml/VOTable/v1.3"}
 ACTIVITIES = {path.stem: read_activity(path)
               for path in sorted((ROOT / "activity_descriptions").glob("*.xml"))}
-OLD_DIALECT = sorted((SHARED / "examples" / "opus-activity-descriptions").glob("*.xml"))
+OLD_DIALECT = sorted(OPUS_DIALECT.glob("*.xml"))
 
 EVERY_KIND = ActivityDescription(
     name="kinds", description="Parameters of every kind & <markup>", command=("true",),

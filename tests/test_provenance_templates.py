@@ -15,7 +15,7 @@ from prov.constants import PROV_ATTR_ENDTIME, PROV_ATTR_STARTTIME, PROV_DERIVATI
 from prov.identifier import QualifiedName
 from prov.model import PROV_ROLE, PROV_TYPE, PROV, Literal, ProvDocument
 
-from conftest import ROOT, Server
+from conftest import ROOT, Server, opus_environment
 from opus.activities.model import ActivityDescription, EntityDescription, ParameterDescription
 from opus.activities.registry import ActivityRegistry
 from opus.provenance.templates import (
@@ -448,7 +448,8 @@ def test_a_broken_template_falls_back_to_the_default_for_the_record(tmp_path: Pa
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "opus.cli", "provenance", "template", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env=opus_environment())
 
 
 def test_cli_prints_the_template() -> None:

@@ -19,4 +19,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     scripts/system_deps.sh
 fi
 
+# Type checks first (strict on opus/, configured in pyproject.toml): seconds, and a type
+# error is as much a failure as a failing test.
+.venv/bin/mypy
+
 exec .venv/bin/python -m pytest -q "$@"

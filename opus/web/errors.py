@@ -116,15 +116,16 @@ class ErrorPlugin:
                 return _retry_later(render("the database is not available; retry later",
                                            503), DATABASE_RETRY_AFTER)
             except bottle.HTTPError as error:
-                # bottle's own refusals while parsing the body.
+                # bottle's own refusals while parsing the body (within max_body, checked
+                # first: what is left of it is read, so the client sees the answer).
+                if not 400 <= error.status_code < 500:
+                    raise
+                discard_unread_body()
                 if error.status_code == 413:
                     return render(f"request body of {request.content_length} bytes is too "
                                   f"large for form parameters (at most "
                                   f"{request.MEMFILE_MAX} bytes)", 413)
-                if 400 <= error.status_code < 500:
-                    discard_unread_body()
-                    return render(str(error.body), error.status_code)
-                raise
+                return render(str(error.body), error.status_code)
 
         return wrapper
 

@@ -15,6 +15,8 @@ from opus.web import datalink, discovery, openapi, provenance, provenance_templa
 from opus.web import uws
 from opus.web.errors import ErrorPlugin, plain_error
 from opus.web.http import root_url
+from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
+from opus.web.routing import Operation, route
 
 
 def create_app(settings: Settings | None = None,
@@ -36,7 +38,9 @@ def create_app(settings: Settings | None = None,
                      services.policy)
     names = services.registry.names
 
-    @app.get("/")
+    @route(app, "GET", "/", operation=Operation(
+        "index", "the service and its job lists",
+        responses(ok("the index", {JSON: {"type": "object"}})), tags=SERVICE))
     def index() -> dict[str, object]:
         root = root_url()
         return {"service": "OPUS", "activities": names(),

@@ -407,15 +407,16 @@ def test_openapi_responses(openapi: dict[str, Any]) -> None:
 
 
 def test_openapi_describes_every_public_route(tmp_path: Path) -> None:
-    """Every route the application installs is described, except the runner's callback;
-    a route added later without a description fails here."""
+    """Every route the application installs is declared with its operation and described,
+    except the runner's callback; a route added later without an operation fails here."""
     from opus.app import create_app
     from opus.config import load_settings
-    from opus.web.openapi import INTERNAL_PREFIXES, build, installed_operations
+    from opus.web.openapi import INTERNAL_PREFIXES, build, openapi_path, undocumented
 
     app = create_app(load_settings({"OPUS_DATA_DIR": str(tmp_path)}))
-    installed = installed_operations(app)
-    document = build(app.config["opus.services"].registry, "http://x", installed)
+    assert undocumented(app.routes) == []
+    installed = {(route.method.upper(), openapi_path(route.rule)) for route in app.routes}
+    document = build(app.config["opus.services"].registry, "http://x", app.routes)
     names = app.config["opus.services"].registry.names()
     described = set()
     for path, operations in document["paths"].items():
@@ -429,3 +430,21 @@ def test_openapi_describes_every_public_route(tmp_path: Path) -> None:
     assert public - described == set()
     assert described <= installed
     assert not any(p.startswith("/internal/") for p in document["paths"])
+
+
+def test_a_route_without_an_operation_is_found(tmp_path: Path) -> None:
+    """The check above really catches a public route declared without an operation (and
+    lets an internal one pass)."""
+    from opus.app import create_app
+    from opus.config import load_settings
+    from opus.web.openapi import undocumented
+    from opus.web.routing import route
+
+    app = create_app(load_settings({"OPUS_DATA_DIR": str(tmp_path)}))
+
+    @route(app, "GET", "/forgotten/<job_id>", operation=None)
+    @route(app, "GET", "/internal/jobs/<job_id>/other", operation=None)
+    def forgotten(job_id: str) -> str:
+        return job_id
+
+    assert undocumented(app.routes) == [("GET", "/forgotten/<job_id>")]

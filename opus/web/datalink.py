@@ -23,6 +23,19 @@ from opus.errors import ClientError, UnsupportedFormatError
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
 from opus.web.http import identity, root_url, submitted_parameters
+from opus.web.openapi_schemas import ACTIVITIES, form_body, ok, query_param, ref
+from opus.web.routing import Operation, route
+
+RESPONSEFORMAT = query_param("RESPONSEFORMAT", {"type": "string", "enum": [
+    "votable", VOTABLE_MEDIA_TYPE, DATALINK_MEDIA_TYPE, "text/xml"]},
+    "the output format (default: the DataLink VOTable)")
+_DALI_ERROR = {"description": "UsageFault, as a DataLink error VOTable",
+               "content": {VOTABLE_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+LINKS_RESPONSES = {
+    "200": ok("the links of each ID (DataLink 1.1 section 3)", {
+        DATALINK_MEDIA_TYPE: {"type": "string"}, VOTABLE_MEDIA_TYPE: {"type": "string"},
+        "text/xml": {"type": "string"}}),
+    "400": _DALI_ERROR, "413": ref("responses", "PayloadTooLarge"), "415": _DALI_ERROR}
 
 
 def response_media_type(items: Iterable[tuple[str, str]]) -> str:
@@ -48,7 +61,18 @@ def install(app: bottle.Bottle, store: JobStore, provenance: ProvenanceStore,
             registry: ActivityRegistry, policy: AccessPolicy) -> None:
     """Add ``GET|POST /datalink/links``."""
 
-    @app.route(LINKS_PATH, method=["GET", "POST"], errors="dali")
+    @route(app, "GET", LINKS_PATH, errors="dali", operation=Operation(
+        "datalinkLinks", "DataLink 1.1 {links} of job results", LINKS_RESPONSES,
+        tags=ACTIVITIES, parameters=(
+            query_param("ID", {"type": "string"}, "a job result: its entity identifier "
+                        "(opus:ent-...) or its result URL", repeated=True),
+            RESPONSEFORMAT)))
+    @route(app, "POST", LINKS_PATH, errors="dali", operation=Operation(
+        "datalinkLinksPost", "DataLink 1.1 {links} of job results (parameters in the body)",
+        LINKS_RESPONSES, tags=ACTIVITIES, request_body=form_body({
+            "type": "object", "properties": {
+                "ID": {"type": "array", "items": {"type": "string"}},
+                "RESPONSEFORMAT": RESPONSEFORMAT["schema"]}}, required=False)))
     def links() -> HTTPResponse:
         items = submitted_parameters()
         content_type = response_media_type(items)

@@ -40,9 +40,22 @@ from opus.web.http import (
     submitted_parameters,
     uploaded_files,
 )
+from opus.web.openapi_schemas import (
+    ACTIVITIES,
+    ACTIVITY_NAME,
+    FORM,
+    SERVICE,
+    ok,
+    ref,
+    responses,
+)
+from opus.web.routing import Operation, route
 
 VOTABLE = "application/x-votable+xml"
 JSON = "application/json"
+VOTABLE_OK = ok("the VOTable", {VOTABLE: {"type": "string"}})
+#: An HTML page in OpenAPI (whatever its charset).
+PAGE = {"text/html": {"type": "string"}}
 
 
 def wants_html() -> bool:
@@ -76,7 +89,11 @@ def _votable(body: bytes) -> HTTPResponse:
 def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService) -> None:
     """Add the discovery, form and DataLink routes to ``app``."""
 
-    @app.get("/activities")
+    @route(app, "GET", "/activities", operation=Operation(
+        "listActivities", "the activities: JSON, or HTML when Accept prefers text/html",
+        responses(ok("the activities", {
+            JSON: {"type": "array", "items": ref("schemas", "ActivityEntry")},
+            **PAGE})), tags=ACTIVITIES))
     def list_activities() -> HTTPResponse:
         entries = [activity_entry(activity, root_url()) for activity in registry]
         if wants_html():
@@ -86,13 +103,23 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService)
         return HTTPResponse(body=body, headers={"Content-Type": content_type,
                                                 "Vary": "Accept"})
 
-    @app.get("/activities/<name>")
-    @app.get("/jdl/<name>")
-    @app.get("/jdl/<name>/votable")
+    @route(app, "GET", "/activities/<name>", operation=Operation(
+        "getActivity", "the ActivityDescription VOTable", responses(VOTABLE_OK, 404),
+        tags=ACTIVITIES, parameters=(ACTIVITY_NAME,)))
+    @route(app, "GET", "/jdl/<name>", operation=Operation(
+        "getJdl", "the ActivityDescription VOTable (for clients of the older OPUS)",
+        responses(VOTABLE_OK, 404), tags=ACTIVITIES, parameters=(ACTIVITY_NAME,),
+        deprecated=True))
+    @route(app, "GET", "/jdl/<name>/votable", operation=Operation(
+        "getJdlVotable", "the ActivityDescription VOTable (for clients of the older OPUS)",
+        responses(VOTABLE_OK, 404), tags=ACTIVITIES, parameters=(ACTIVITY_NAME,),
+        deprecated=True))
     def description(name: str) -> HTTPResponse:
         return _votable(write_activity(registry.get(name)))
 
-    @app.get("/activities/<name>/datalink")
+    @route(app, "GET", "/activities/<name>/datalink", operation=Operation(
+        "getServiceDescriptor", "the DataLink 1.1 service descriptor of the activity",
+        responses(VOTABLE_OK, 404), tags=ACTIVITIES, parameters=(ACTIVITY_NAME,)))
     def service_descriptor(name: str) -> HTTPResponse:
         activity = registry.get(name)
         return _votable(datalink.service_descriptor(activity,
@@ -104,11 +131,22 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService)
         body = forms.render_form(activity, action, **state)  # type: ignore[arg-type]
         return HTTPResponse(body=body, status=status, headers={"Content-Type": HTML})
 
-    @app.get("/activities/<name>/form")
+    @route(app, "GET", "/activities/<name>/form", operation=Operation(
+        "getForm", "the HTML form that creates a job",
+        responses(ok("the form", PAGE), 404), tags=ACTIVITIES,
+        parameters=(ACTIVITY_NAME,)))
     def form(name: str) -> HTTPResponse:
         return form_page(registry.get(name))
 
-    @app.post("/activities/<name>/form")
+    @route(app, "POST", "/activities/<name>/form", operation=Operation(
+        "submitForm", "create a job from the HTML form (303 to it, or 400 with the form)",
+        {**responses(None, see_other=True),
+         "400": ok("the form again, with the error", PAGE),
+         **responses(None, 404, 413)},
+        tags=ACTIVITIES, parameters=(ACTIVITY_NAME,), request_body={
+            "required": True, "content": {FORM: {"schema": {"type": "object"}},
+                                          "multipart/form-data": {"schema": {
+                                              "type": "object"}}}}))
     def submit_form(name: str) -> HTTPResponse:
         activity = registry.get(name)
         items = submitted_parameters()
@@ -126,12 +164,16 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService)
                              invalid=invalid)
         return see_other(f"{root_url()}/rest/{activity.name}/{job.job_id}")
 
-    @app.get("/capabilities")
+    @route(app, "GET", "/capabilities", operation=Operation(
+        "capabilities", "VOSI 1.1 capabilities",
+        responses(ok("the capabilities", {"text/xml": {"type": "string"}})), tags=SERVICE))
     def capabilities() -> HTTPResponse:
         body = vosi.capabilities(root_url(), ((a.name, a.description) for a in registry))
         return HTTPResponse(body=body, headers={"Content-Type": vosi.XML_CONTENT_TYPE})
 
-    @app.get("/availability")
+    @route(app, "GET", "/availability", operation=Operation(
+        "availability", "VOSI 1.1 availability",
+        responses(ok("the availability", {"text/xml": {"type": "string"}})), tags=SERVICE))
     def availability() -> HTTPResponse:
         return HTTPResponse(body=vosi.availability(),
                             headers={"Content-Type": vosi.XML_CONTENT_TYPE})

@@ -22,13 +22,52 @@ from bottle import HTTPResponse
 from opus.config import Settings
 from opus.provenance.replay import create_replay
 from opus.provenance.replay_compare import replay_status
-from opus.provenance.search import hit_json, parse_search
+from opus.provenance.search import MAX_LIMIT, MAX_OFFSET, PHASES, hit_json, parse_search
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
 from opus.uws.service import JobService
 from opus.web.http import identity, query_parameters, root_url, see_other, submitted_parameters
+from opus.web.openapi_schemas import (
+    BOOLEAN_TEXT,
+    JOB_ID,
+    PROVENANCE,
+    form_body,
+    ok,
+    query_param,
+    responses,
+)
+from opus.web.routing import Operation, route
 
 JSON = "application/json"
+SEARCH_PARAMETERS = (
+    query_param("activity", {"type": "string"}, "activity name"),
+    query_param("version", {"type": "string"}, "activity version"),
+    query_param("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                "checksum of the product"),
+    query_param("agent", {"type": "string"}, "the agent who ran it"),
+    query_param("after", {"type": "string", "format": "date-time"}, "ended after"),
+    query_param("before", {"type": "string", "format": "date-time"}, "ended before"),
+    query_param("phase", {"type": "string", "enum": list(PHASES)}, "the run's final phase"),
+    query_param("ancestors", {"type": "string"}, "products this entity was made from"),
+    query_param("descendants", {"type": "string"}, "products made from this entity"),
+    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+                "at most this many results"),
+    query_param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                "skip this many results"),
+    query_param("param", {"type": "string", "pattern": "^[^:]+:"},
+                "name:value of a parameter", repeated=True),
+    query_param("software", {"type": "string", "maxLength": 300, "pattern":
+                             "^\\s*[A-Za-z0-9][A-Za-z0-9._-]*\\s*(==\\s*\\S.*)?$"},
+                "package[==version] used by the run", repeated=True),
+    query_param("used", {"type": "string", "pattern": "\\S"},
+                "an input of the run: entity identifier, URL or sha256", repeated=True))
+REPLAY_BODY = form_body({
+    "type": "object", "required": ["ID"], "properties": {
+        "ID": {"type": "string", "pattern": "\\S",
+               "description": "entity, activity or job id"},
+        "FORCE": {"type": "string", "enum": sorted(BOOLEAN_TEXT)},
+        "PHASE": {"type": "string", "enum": ["RUN", "PENDING"]}},
+    "additionalProperties": False})
 
 
 def json_response(document: Any, status: int = 200) -> HTTPResponse:
@@ -39,7 +78,12 @@ def json_response(document: Any, status: int = 200) -> HTTPResponse:
 def install(app: bottle.Bottle, jobs: JobService, store: JobStore,
             provenance: ProvenanceStore, settings: Settings) -> None:
 
-    @app.get("/provenance/search")
+    @route(app, "GET", "/provenance/search", operation=Operation(
+        "provenanceSearch", "find recorded products by activity, parameter, software, "
+                            "input, checksum, agent, time or lineage",
+        responses(ok("the products found", {JSON: {"type": "object", "required": [
+            "count", "offset", "limit", "more", "next", "truncated", "results"]}}), 400, 404),
+        tags=PROVENANCE, parameters=SEARCH_PARAMETERS))
     def provenance_search() -> HTTPResponse:
         items = query_parameters()
         query = parse_search(items, settings.provenance_namespace)
@@ -56,13 +100,21 @@ def install(app: bottle.Bottle, jobs: JobService, store: JobStore,
             "results": [hit_json(row, root) for row in found.hits],
         })
 
-    @app.post("/provenance/replay")
+    @route(app, "POST", "/provenance/replay", operation=Operation(
+        "provenanceReplay", "run a recorded activity again with the same configuration and "
+                            "inputs (303 to the new job)",
+        responses(None, 400, 404, 409, see_other=True), tags=PROVENANCE,
+        request_body=REPLAY_BODY))
     def provenance_replay() -> HTTPResponse:
         job, original = create_replay(jobs, provenance, identity(), submitted_parameters())
         root = root_url()
         return see_other(f"{root}/rest/{original['name']}/{job.job_id}",
                          Link=f'<{root}/provenance/replay/{job.job_id}>; rel="related"')
 
-    @app.get("/provenance/replay/<job_id>")
+    @route(app, "GET", "/provenance/replay/<job_id>", operation=Operation(
+        "provenanceReplayStatus", "a replay and, once it ended, its products against the "
+                                  "originals",
+        responses(ok("the replay", {JSON: {"type": "object"}}), 404), tags=PROVENANCE,
+        parameters=(JOB_ID,)))
     def provenance_replay_status(job_id: str) -> HTTPResponse:
         return json_response(replay_status(provenance, store, job_id, root_url()))

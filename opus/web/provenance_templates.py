@@ -29,6 +29,15 @@ from opus.provenance.templates import (
     template_provn,
 )
 from opus.storage.provenance import ProvenanceStore, activity_id
+from opus.web.openapi_schemas import (
+    ACTIVITY_NAME,
+    JSON,
+    PROVENANCE,
+    ok,
+    path_param,
+    responses,
+)
+from opus.web.routing import Operation, route
 
 log = logging.getLogger("opus.provenance")
 
@@ -36,7 +45,10 @@ log = logging.getLogger("opus.provenance")
 def install(app: bottle.Bottle, registry: ActivityRegistry,
             provenance: ProvenanceStore) -> None:
 
-    @app.get("/provenance/templates/<activity>")
+    @route(app, "GET", "/provenance/templates/<activity>", operation=Operation(
+        "provenanceTemplate", "the PROV-Template of an activity (PROV-N)",
+        responses(ok("the template", {"text/provenance-notation": {"type": "string"}}), 404),
+        tags=PROVENANCE, parameters=({**ACTIVITY_NAME, "name": "activity"},)))
     def template(activity: str) -> HTTPResponse:
         description = registry.get(activity)  # NotFoundError: 404
         try:
@@ -49,7 +61,10 @@ def install(app: bottle.Bottle, registry: ActivityRegistry,
                 f"operator must mend it", retry_after=3600) from None
         return HTTPResponse(body=text.encode(), headers={"Content-Type": PROVN_CONTENT_TYPE})
 
-    @app.get("/provenance/bindings/<job_id>")
+    @route(app, "GET", "/provenance/bindings/<job_id>", operation=Operation(
+        "provenanceBindings", "the template bindings of a recorded run",
+        responses(ok("the bindings", {JSON: {"type": "object"}}), 404), tags=PROVENANCE,
+        parameters=(path_param("job_id", {"type": "string"}, "a job or activity id"),)))
     def bindings(job_id: str) -> HTTPResponse:
         if len(job_id) > 64 or not job_id.isprintable() or not job_id.isascii():
             raise NotFoundError(f"no provenance record for job {job_id[:64]!r}")

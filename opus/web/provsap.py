@@ -6,14 +6,59 @@ import bottle
 from bottle import HTTPResponse
 
 from opus.config import Settings
-from opus.provenance.provsap import CONTENT_TYPES, parse_query, query_graph, serialize
+from opus.provenance.provsap import (
+    CONTENT_TYPES,
+    FORMATS,
+    parse_query,
+    query_graph,
+    serialize,
+)
 from opus.storage.provenance import ProvenanceStore
 from opus.web.http import query_parameters
+from opus.web.openapi_schemas import (
+    BOOLEAN_TEXT,
+    PROVENANCE,
+    ok,
+    query_param,
+    responses,
+)
+from opus.web.routing import Operation, route
+
+#: What ``GET /provsap`` answers, by RESPONSEFORMAT.
+GRAPH_OK = ok("the graph", {
+    "application/x-prov+json": {"type": "object"},
+    "application/x-prov+xml": {"type": "string"},
+    "text/provenance-notation": {"type": "string"},
+    "application/x-votable+xml": {"type": "string"},
+    "image/svg+xml": {"type": "string"},
+    "image/png": {"type": "string", "format": "binary"}})
+PROVSAP_PARAMETERS = (
+    query_param("ID", {"type": "string", "minLength": 1},
+                "an entity, activity or agent identifier (opus:..., or a job id)",
+                required=True, repeated=True),
+    query_param("DEPTH", {"type": "string", "pattern": "^([0-9]+|ALL|all)$"},
+                "how many relations to follow, or ALL (default 1)"),
+    query_param("DIRECTION", {"type": "string", "enum": ["BACK", "FORTH", "FORWARD"]},
+                "BACK to the progenitors (default), FORTH to the descendants"),
+    query_param("MODEL", {"type": "string", "enum": ["IVOA", "W3C"]},
+                "IVOA ProvenanceDM (default) or plain W3C PROV"),
+    query_param("RESPONSEFORMAT", {"type": "string", "enum": sorted(FORMATS)},
+                "the serialisation (default PROV-JSON)"),
+    *[query_param(flag, {"type": "string", "enum": sorted(BOOLEAN_TEXT)}, description)
+      for flag, description in (
+          ("AGENT", "include agents (default true)"),
+          ("MEMBERS", "include collection members (default false)"),
+          ("STEPS", "include the steps of activities (default false)"),
+          ("DESCRIPTIONS", "include the description classes (default false)"),
+          ("CONFIGURATION", "include parameters (default true)"))])
 
 
 def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings) -> None:
 
-    @app.get("/provsap")
+    @route(app, "GET", "/provsap", operation=Operation(
+        "provsap", "ProvSAP: the provenance graph around entities, activities or agents",
+        responses(GRAPH_OK, 400, 404, 415, 503), tags=PROVENANCE,
+        parameters=PROVSAP_PARAMETERS))
     def provsap() -> HTTPResponse:
         query = parse_query(query_parameters(), settings.provenance_namespace)
         graph = query_graph(provenance, query, settings.provsap_max_nodes)

@@ -18,6 +18,7 @@ from prov.model import PROV_ROLE, PROV_TYPE, PROV, Literal, ProvDocument
 from conftest import ROOT, Server, opus_environment
 from opus.activities.model import ActivityDescription, EntityDescription, ParameterDescription
 from opus.activities.registry import ActivityRegistry
+from opus.provenance.template_expansion import expand
 from opus.provenance.templates import (
     DEFAULT_NAMESPACE,
     TEMPLATES_DIR,
@@ -25,7 +26,6 @@ from opus.provenance.templates import (
     bindings_for_run,
     default_template,
     derivations,
-    expand,
     load_template,
     parse_provn,
 )

@@ -20,14 +20,8 @@ from pathlib import Path
 import pytest
 
 from opus.execution.manager import JobTemplate, ManagerError, NativeStatus
-from opus.execution.slurm import (
-    BATCH_SCRIPT,
-    BATCH_SCRIPT_NAME,
-    SlurmManager,
-    map_slurm_state,
-    parse_exit_code,
-    parse_key_values,
-)
+from opus.execution.slurm import BATCH_SCRIPT, BATCH_SCRIPT_NAME, SlurmManager
+from opus.execution.slurm_states import map_slurm_state, parse_exit_code, parse_key_values
 
 NASTY = "a b;$(touch PWNED) `touch PWNED2` 'q' \"dq\" $HOME, x=y\nline2 & | > < * ?"
 

@@ -1,52 +1,18 @@
-"""Read and write ActivityDescription files (VOTable, ProvenanceDM 1.0 descriptions).
+"""Read ActivityDescription files (VOTable, ProvenanceDM 1.0 descriptions).
 
-ProvenanceDM 1.0 (section 2.4, "Descriptions", and 2.6, "Activity configuration") defines
-the classes but leaves their VOTable serialisation to ProvTAP, so OPUS fixes the mapping
-below. A file holds one ``RESOURCE type="meta" utype="voprov:ActivityDescription"``
-anywhere in a VOTable of version 1.1 to 1.5 (namespace ``.../VOTable/v1.1``, ``v1.2``,
-``v1.3``, or none).
+:func:`read_activity` and :func:`parse_activity` accept one ``RESOURCE type="meta"
+utype="voprov:ActivityDescription"`` in a VOTable of version 1.1 to 1.5, in either dialect
+of :mod:`opus.activities.votable_dialects` (the REC dialect, and the older OPUS dialect).
+Besides the mapping, the reader checks what the rest of OPUS relies on: the activity name
+(it becomes part of URLs), parameter names (they become environment variables, and none may
+change how the activity's programs are found or run), datatypes and arraysize, ``VALUES``
+``MIN`` / ``MAX`` / ``OPTION`` against the datatype, and defaults and options against their
+ParameterDescription (as :mod:`opus.activities.validation` checks submitted values), entity
+names and default file names. Every problem in a file is collected and reported together,
+with its line, in :class:`ActivityDescriptionError`.
 
-REC dialect (written by :func:`write_activity`; utypes are ``Class.attribute`` of the
-ProvenanceDM VO-DML model, ``opus:`` marks OPUS extensions the model has no attribute for):
-
-==================================  ===========================================================
-model                               VOTable
-==================================  ===========================================================
-name                                ``RESOURCE/@name``, and ``PARAM name="name"``
-                                    ``utype="voprov:ActivityDescription.name"`` (must agree)
-description                         ``RESOURCE/DESCRIPTION`` (or ``PARAM`` utype
-                                    ``voprov:ActivityDescription.description``)
-version, docurl, type, subtype      ``PARAM`` utype ``voprov:ActivityDescription.<attribute>``
-contact_name, contact_email         ``PARAM`` utype ``voprov:Agent.name`` / ``voprov:Agent.email``
-execution_duration, quote           ``PARAM datatype="int"`` (seconds) utype
-                                    ``uws:Job.executionDuration`` / ``uws:Job.quote``
-command                             ``PARAM name="command"`` utype
-                                    ``opus:ActivityDescription.command``: one argv line,
-                                    split with :func:`shlex.split`
-script                              ``PARAM name="script"`` utype
-                                    ``opus:ActivityDescription.script`` (shell text)
-parameters                          the ``PARAM`` s of ``GROUP name="inputParams"``;
-                                    valueType = datatype/arraysize/xtype, ``value`` = default
-                                    (empty: required), ``VALUES/MIN``, ``MAX``, ``OPTION``
-used / generated                    ``GROUP`` utype ``voprov:UsageDescription`` /
-                                    ``voprov:GenerationDescription``, ``GROUP/@name`` = entity
-                                    name (the UWS result id), ``DESCRIPTION``, and ``PARAM`` s
-                                    ``role``, ``multiplicity`` (utype
-                                    ``voprov:UsageDescription.role`` ...), ``contentType``
-                                    (``voprov:DatasetDescription.contentType``, section 2.5.2),
-                                    ``defaultFileName`` (``opus:EntityDescription.defaultFileName``:
-                                    the file the activity reads or writes in its directory)
-==================================  ===========================================================
-
-Older OPUS dialect (read only): ``doculink`` (renamed ``docurl`` in ProvenanceDM 1.0, see its
-change log), ``GROUP name="InputParams"``, entity groups inside ``GROUP name="Used"`` /
-``name="Generated"`` (utype ``voprov:UsedDescription`` / ``voprov:WasGeneratedBy``), with
-``PARAM name="default"`` (utype ``voprov:Entity.id``) as default file name and
-``content_type``; ``url`` and other unknown entity PARAMs are ignored.
-
-Top-level and entity PARAMs are recognised by utype first, then by name, both compared
-case-insensitively. Every problem in a file is collected and reported together, with its
-line, in :class:`ActivityDescriptionError`.
+:func:`write_activity` is defined in :mod:`opus.activities.votable_writer` and re-exported
+here: this module is the one entry point of the file format, for reading and writing.
 """
 
 from __future__ import annotations
@@ -56,7 +22,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TypeAlias, cast
+from typing import TypeAlias
 
 from lxml import etree
 
@@ -70,6 +36,15 @@ from opus.activities.model import (
     ParameterDescription,
 )
 from opus.activities.validation import check_value, parse_arraysize, parse_number
+from opus.activities.votable_dialects import (
+    ACTIVITY_FIELDS,
+    ACTIVITY_UTYPE,
+    ENTITY_FIELDS,
+    GENERATION_UTYPES,
+    USAGE_UTYPES,
+    VOTABLE_NAMESPACES,
+)
+from opus.activities.votable_writer import write_activity
 from opus.errors import ParameterError
 
 __all__ = [
@@ -80,53 +55,6 @@ __all__ = [
     "write_activity",
 ]
 
-VOTABLE_NAMESPACES = frozenset(
-    {"", *(f"http://www.ivoa.net/xml/VOTable/v1.{minor}" for minor in (1, 2, 3))}
-)
-#: Namespace of VOTable 1.3 to 1.5; written with version="1.4".
-VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
-
-_ACTIVITY_UTYPE = "voprov:activitydescription"
-_USAGE_UTYPES = {"voprov:usagedescription", "voprov:useddescription", "voprov:used"}
-_GENERATION_UTYPES = {
-    "voprov:generationdescription",
-    "voprov:wasgeneratedbydescription",
-    "voprov:wasgeneratedby",
-}
-
-#: Top-level PARAMs: model field -> (utypes, names) that identify it, lower-case.
-_ACTIVITY_FIELDS = {
-    "name": ({"voprov:activitydescription.name"}, {"name"}),
-    "description": ({"voprov:activitydescription.description"}, {"description"}),
-    "version": ({"voprov:activitydescription.version"}, {"version"}),
-    "docurl": (
-        {"voprov:activitydescription.docurl", "voprov:activitydescription.doculink"},
-        {"docurl", "doculink"},
-    ),
-    "type": ({"voprov:activitydescription.type"}, {"type"}),
-    "subtype": ({"voprov:activitydescription.subtype"}, {"subtype"}),
-    "contact_name": ({"voprov:agent.name"}, {"contact_name"}),
-    "contact_email": ({"voprov:agent.email"}, {"contact_email"}),
-    "execution_duration": ({"uws:job.executionduration"}, {"executionduration"}),
-    "quote": ({"uws:job.quote"}, {"quote"}),
-    "command": ({"opus:activitydescription.command"}, {"command"}),
-    "script": ({"opus:activitydescription.script"}, {"script"}),
-}
-#: Entity PARAMs, identified by the attribute part of the utype or by name.
-_ENTITY_FIELDS = {
-    "role": {"role"},
-    "multiplicity": {"multiplicity"},
-    "content_type": {"contenttype", "content_type"},
-    "default_filename": {"defaultfilename", "default", "id"},
-}
-_WRITTEN_ACTIVITY = [  # (field, PARAM name, utype) in the order they are written
-    ("version", "version", "voprov:ActivityDescription.version"),
-    ("docurl", "docurl", "voprov:ActivityDescription.docurl"),
-    ("type", "type", "voprov:ActivityDescription.type"),
-    ("subtype", "subtype", "voprov:ActivityDescription.subtype"),
-    ("contact_name", "contact_name", "voprov:Agent.name"),
-    ("contact_email", "contact_email", "voprov:Agent.email"),
-]
 _ACTIVITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Parameters reach the activity as environment variables; these names would change how
@@ -179,86 +107,7 @@ def parse_activity(data: bytes, path: Path | str = "<bytes>") -> ActivityDescrip
     return replace(activity, source=Path(path))
 
 
-def write_activity(activity: ActivityDescription) -> bytes:
-    """Serialise an activity as a VOTable 1.4 document in the REC dialect (see module doc)."""
-    E = _Builder(VOTABLE_NS)
-    root = E("VOTABLE", version="1.4")
-    resource = E.sub(root, "RESOURCE", name=activity.name, type="meta",
-                     utype="voprov:ActivityDescription")
-    if activity.description is not None:
-        E.sub(resource, "DESCRIPTION").text = activity.description
-    E.param(resource, "name", activity.name, utype="voprov:ActivityDescription.name")
-    for field_name, name, utype in _WRITTEN_ACTIVITY:
-        value = getattr(activity, field_name)
-        if value is not None:
-            E.param(resource, name, value, utype=utype)
-    if activity.execution_duration is not None:
-        E.param(resource, "executionDuration", str(activity.execution_duration),
-                datatype="int", arraysize=None, utype="uws:Job.executionDuration", unit="s")
-    if activity.quote is not None:
-        E.param(resource, "quote", str(activity.quote), datatype="int", arraysize=None,
-                utype="uws:Job.quote", unit="s")
-    if activity.command:
-        E.param(resource, "command", shlex.join(activity.command),
-                utype="opus:ActivityDescription.command")
-    if activity.script is not None:
-        E.param(resource, "script", activity.script, utype="opus:ActivityDescription.script")
 
-    group = E.sub(resource, "GROUP", name="inputParams")
-    for p in activity.parameters:
-        element = E.param(group, p.name, p.default or "", datatype=p.datatype,
-                          arraysize=p.arraysize, unit=p.unit, ucd=p.ucd, utype=p.utype,
-                          xtype=p.xtype)
-        if p.description is not None:
-            E.sub(element, "DESCRIPTION").text = p.description
-        if p.minimum is not None or p.maximum is not None or p.options:
-            values = E.sub(element, "VALUES")
-            if p.minimum is not None:
-                E.sub(values, "MIN", value=p.minimum, inclusive="yes" if p.minimum_inclusive else "no")
-            if p.maximum is not None:
-                E.sub(values, "MAX", value=p.maximum, inclusive="yes" if p.maximum_inclusive else "no")
-            for option in p.options:
-                E.sub(values, "OPTION", value=option.value, name=option.name)
-
-    for kind, entities in (("Usage", activity.used), ("Generation", activity.generated)):
-        for entity in entities:
-            group = E.sub(resource, "GROUP", name=entity.name, utype=f"voprov:{kind}Description")
-            if entity.description is not None:
-                E.sub(group, "DESCRIPTION").text = entity.description
-            for value, name, utype in (
-                (entity.role, "role", f"voprov:{kind}Description.role"),
-                (entity.multiplicity, "multiplicity", f"voprov:{kind}Description.multiplicity"),
-                (entity.content_type, "contentType", "voprov:DatasetDescription.contentType"),
-                (entity.default_filename, "defaultFileName", "opus:EntityDescription.defaultFileName"),
-            ):
-                if value is not None:
-                    E.param(group, name, value, utype=utype)
-    # lxml has no type information: tostring() without encoding="unicode" gives bytes.
-    return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
-                                      pretty_print=True))
-
-
-class _Builder:
-    """A few helpers to build VOTable elements in one namespace, skipping None attributes."""
-
-    def __init__(self, namespace: str) -> None:
-        self.ns = namespace
-
-    def __call__(self, tag: str, **attributes: str | None) -> etree._Element:
-        return etree.Element(f"{{{self.ns}}}{tag}", _attributes(attributes), nsmap={None: self.ns})
-
-    def sub(self, parent: etree._Element, tag: str, **attributes: str | None) -> etree._Element:
-        return etree.SubElement(parent, f"{{{self.ns}}}{tag}", _attributes(attributes))
-
-    def param(self, parent: etree._Element, name: str, value: str, *, datatype: str = "char",
-              arraysize: str | None = "*", **attributes: str | None) -> etree._Element:
-        """A PARAM; text by default (``char``, ``arraysize="*"``), pass None to omit one."""
-        return self.sub(parent, "PARAM", name=name, datatype=datatype, arraysize=arraysize,
-                        value=value, **attributes)
-
-
-def _attributes(attributes: dict[str, str | None]) -> dict[str, str]:
-    return {key: value for key, value in attributes.items() if value is not None}
 
 
 #: A top-level PARAM's value (None when empty) and the PARAM element, by model field.
@@ -316,7 +165,7 @@ class _Reader:
         self.ns = qname.namespace or ""
         resources = [
             r for r in root.iter(self.tag("RESOURCE"))
-            if (r.get("utype") or "").lower() == _ACTIVITY_UTYPE
+            if (r.get("utype") or "").lower() == ACTIVITY_UTYPE
         ]
         if not resources:
             self.problem(root, 'no RESOURCE with utype="voprov:ActivityDescription"')
@@ -328,7 +177,7 @@ class _Reader:
     def activity(self, resource: etree._Element) -> ActivityDescription | None:
         fields: _Fields = {}
         for param in self.children(resource, "PARAM"):
-            field_name = _identify(param, _ACTIVITY_FIELDS)
+            field_name = _identify(param, ACTIVITY_FIELDS)
             if field_name is None:
                 continue
             if field_name in fields:
@@ -372,12 +221,12 @@ class _Reader:
             utype = (group.get("utype") or "").lower()
             if group_name == "inputparams":
                 parameters += filter(None, map(self.parameter, self.children(group, "PARAM")))
-            elif group_name in ("used", "generated") and utype not in _USAGE_UTYPES | _GENERATION_UTYPES:
+            elif group_name in ("used", "generated") and utype not in USAGE_UTYPES | GENERATION_UTYPES:
                 target = used if group_name == "used" else generated
                 target += filter(None, map(self.entity, self.children(group, "GROUP")))
-            elif utype in _USAGE_UTYPES:
+            elif utype in USAGE_UTYPES:
                 used += filter(None, [self.entity(group)])
-            elif utype in _GENERATION_UTYPES:
+            elif utype in GENERATION_UTYPES:
                 generated += filter(None, [self.entity(group)])
         self.unique(parameters, "parameter", key=str.lower)
         self.unique(used + generated, "entity", key=str)
@@ -527,9 +376,9 @@ class _Reader:
         name = group.get("name")
         for param in self.children(group, "PARAM"):
             key = (param.get("utype") or "").rsplit(".", 1)[-1].lower()
-            field_name = next((f for f, keys in _ENTITY_FIELDS.items() if key in keys), None)
+            field_name = next((f for f, keys in ENTITY_FIELDS.items() if key in keys), None)
             field_name = field_name or next(
-                (f for f, keys in _ENTITY_FIELDS.items() if (param.get("name") or "").lower() in keys),
+                (f for f, keys in ENTITY_FIELDS.items() if (param.get("name") or "").lower() in keys),
                 None,
             )
             if key == "name" or (param.get("name") or "").lower() == "name":

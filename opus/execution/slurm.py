@@ -7,28 +7,14 @@ became of it, and cancels it with ``scancel``. Every command is an argument vect
 
 State mapping
 -------------
-SLURM job states become UWS phases as in the table of the issue "SLURM work cluster":
-
-=====================================================  ==========  ===========================
-SLURM state                                            UWS phase   ``NativeStatus.reason``
-=====================================================  ==========  ===========================
-PENDING, CONFIGURING, REQUEUED, RESIZING               QUEUED
-PENDING with Reason JobHeldUser or JobHeldAdmin,       HELD
-REQUEUE_HOLD, SPECIAL_EXIT
-RUNNING, COMPLETING, SIGNALING, STAGE_OUT              EXECUTING
-COMPLETED                                              COMPLETED
-FAILED, NODE_FAIL, OUT_OF_MEMORY, TIMEOUT, BOOT_FAIL,  ERROR       the SLURM state, "TIMEOUT"
-DEADLINE, PREEMPTED
-CANCELLED (also "CANCELLED by 0")                      ABORTED
-SUSPENDED, STOPPED                                     SUSPENDED
-job no longer known to SLURM                           UNKNOWN
-=====================================================  ==========  ===========================
-
-``status`` asks, in order: ``squeue`` (live jobs), ``scontrol show job`` (live and recently
-finished jobs, with the exit code), ``sacct`` when the cluster has accounting, and the
-``jobcomp/filetxt`` log when the cluster writes one (as the development cluster of
-``scripts/slurm_cluster.sh`` does). Only when none of them knows the job is the phase UNKNOWN;
-the scheduler then relies on the runner's outcome file.
+SLURM job states become UWS phases as the table of :mod:`opus.execution.slurm_states` says
+(TIMEOUT or NODE_FAIL, for example, become ERROR; CANCELLED becomes ABORTED); that module
+also reads what SLURM's commands print. :meth:`SlurmManager.status` asks, in order:
+``squeue`` (live jobs), ``scontrol show job`` (live and recently finished jobs, with the exit
+code), ``sacct`` when the cluster has accounting, and the ``jobcomp/filetxt`` log when the
+cluster writes one (as the development cluster of ``scripts/slurm_cluster.sh`` does). Only
+when none of them knows the job is the phase UNKNOWN; the scheduler then relies on the
+runner's outcome file.
 
 Time limit
 ----------
@@ -80,12 +66,10 @@ Pointing OPUS at an existing cluster
 On a host where the SLURM client commands work (``sinfo`` shows the cluster), use the manager
 as is, with the ``partition`` / ``account`` your site requires, and a job directory on a
 file system shared with the compute nodes. Otherwise give ``login_host``: every command is
-then run as ``ssh -o BatchMode=yes -- LOGIN_HOST 'sbatch' '--parsable' ...``, each argument
-quoted with :func:`shlex.quote` because ssh joins its arguments into one remote shell line.
-Key-based, non-interactive ssh must work for the account that runs the scheduler, and the job
-directories must be visible at the same path on the login host and the compute nodes (the
-batch script, the environment file and the outputs are all there). Extra site options (QOS,
-constraints, reservations) go in ``extra_sbatch_args``, e.g. ``("--qos=short",)``.
+then run through ssh (:mod:`opus.execution.slurm_commands`), and the job directories must be
+visible at the same path on the login host and the compute nodes (the batch script, the
+environment file and the outputs are all there). Extra site options (QOS, constraints,
+reservations) go in ``extra_sbatch_args``, e.g. ``("--qos=short",)``.
 """
 
 from __future__ import annotations
@@ -93,13 +77,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .manager import JobTemplate, Manager, ManagerError, NativeStatus
+from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
+from opus.execution.slurm_commands import command_argv, error_text, is_invalid_job, run_command
+from opus.execution.slurm_states import (
+    describe_end,
+    jobcomp_status,
+    sacct_status,
+    scontrol_status,
+    squeue_live,
+    squeue_status,
+)
 
 log = logging.getLogger("opus.slurm")
 
@@ -107,96 +99,15 @@ log = logging.getLogger("opus.slurm")
 BATCH_SCRIPT = '#!/bin/sh\nexec "$@"\n'
 BATCH_SCRIPT_NAME = "opus-slurm-job.sh"
 
-_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "RESIZING", "RESV_DEL_HOLD"}
-_HELD = {"REQUEUE_HOLD", "SPECIAL_EXIT"}
-_EXECUTING = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"}
-_ERROR = {"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-_ABORTED = {"CANCELLED"}
-_SUSPENDED = {"SUSPENDED", "STOPPED"}
-_HELD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
-
 #: Variables of the scheduler's environment a job gets when ``login_environment`` is off.
 BASE_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _NATIVE_ID = re.compile(r"^[0-9]+(_[0-9]+)?(\+[0-9]+)?$")
-_INVALID_JOB = ("invalid job id", "job not found", "unknown job")
 #: Job ids per squeue call in :meth:`SlurmManager.statuses` (keeps the command line short).
 SQUEUE_CHUNK = 500
-#: Why SLURM may end a job, for errorSummary.
-_EXPLANATIONS = {
-    "TIMEOUT": "it reached its SLURM time limit",
-    "NODE_FAIL": "its node failed or stopped answering the controller",
-    "OUT_OF_MEMORY": "it used more memory than it was allocated",
-    "BOOT_FAIL": "its node could not be booted",
-    "DEADLINE": "it reached its deadline",
-    "PREEMPTED": "it was preempted",
-    "CANCELLED": "it was cancelled outside OPUS",
-}
 _ALREADY_DONE = ("already completing or completed", "invalid job id", "job not found")
-
-
-def normalise_state(state: str) -> str:
-    """``"CANCELLED by 0"`` -> ``"CANCELLED"``, ``"CANCELLED+"`` -> ``"CANCELLED"``."""
-    words = state.strip().split()
-    return words[0].rstrip("+").upper() if words else ""
-
-
-def map_slurm_state(state: str, reason: str | None = None,
-                    exit_code: int | None = None) -> NativeStatus:
-    """Express a SLURM job state (and pending reason) as a UWS phase (see the module table)."""
-    name = normalise_state(state)
-    if reason in ("", "None", "(null)"):
-        reason = None
-    if name == "PENDING" and reason in _HELD_REASONS:
-        return NativeStatus("HELD", reason, exit_code)
-    if name in _QUEUED:
-        return NativeStatus("QUEUED", None, exit_code)
-    if name in _HELD:
-        return NativeStatus("HELD", name, exit_code)
-    if name in _EXECUTING:
-        return NativeStatus("EXECUTING", None, exit_code)
-    if name == "COMPLETED":
-        return NativeStatus("COMPLETED", None, exit_code)
-    if name in _ERROR:
-        return NativeStatus("ERROR", name, exit_code)
-    if name in _ABORTED:
-        return NativeStatus("ABORTED", None, exit_code)
-    if name in _SUSPENDED:
-        return NativeStatus("SUSPENDED", None, exit_code)
-    return NativeStatus("UNKNOWN", name or None, exit_code)
-
-
-def parse_exit_code(text: str | None) -> int | None:
-    """SLURM's ``CODE:SIGNAL`` -> the exit status (128 + signal when killed by a signal)."""
-    if not text:
-        return None
-    code, _, signal = text.strip().partition(":")
-    try:
-        code_n = int(code)
-        signal_n = int(signal) if signal else 0
-    except ValueError:
-        return None
-    return 128 + signal_n if signal_n and not code_n else code_n
-
-
-def parse_key_values(line: str) -> dict[str, str]:
-    """Parse a one-line ``Key=Value Key=Value`` record (``scontrol -o``, jobcomp/filetxt).
-
-    Values may contain spaces (``Reason=...`` rarely does, ``Command=`` may): a token
-    without ``=`` or whose key is not an identifier is appended to the previous value.
-    """
-    fields: dict[str, str] = {}
-    key = None
-    for token in line.strip().split(" "):
-        name, sep, value = token.partition("=")
-        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_:/]*", name):
-            key = name
-            fields[key] = value
-        elif key is not None:
-            fields[key] += " " + token
-    return fields
 
 
 def _minutes(seconds: int) -> int:
@@ -237,29 +148,11 @@ class SlurmManager(Manager):
 
     def command_argv(self, argv: Sequence[str]) -> list[str]:
         """The argument vector really executed for a SLURM command ``argv``."""
-        argv = [str(a) for a in argv]
-        if not self.login_host:
-            return argv
-        # ssh joins everything after the host into one line for the remote shell: quote.
-        return [*self.ssh_command, "--", self.login_host, " ".join(shlex.quote(a) for a in argv)]
+        return command_argv(argv, self.login_host, self.ssh_command)
 
     def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        full = self.command_argv(argv)
-        try:
-            return subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=self.command_timeout, check=False)
-        except FileNotFoundError as exc:
-            raise ManagerError(f"{argv[0]}: command not found ({exc})") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise ManagerError(
-                f"{argv[0]} did not answer within {self.command_timeout:g} s") from exc
-        except OSError as exc:
-            raise ManagerError(f"{argv[0]}: {exc}") from exc
-
-    @staticmethod
-    def _error_text(proc: subprocess.CompletedProcess[str]) -> str:
-        text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
-        return text or f"exit status {proc.returncode}"
+        return run_command(argv, login_host=self.login_host, ssh_command=self.ssh_command,
+                           timeout=self.command_timeout)
 
     def cluster_config(self) -> dict[str, str]:
         """``scontrol show config`` as a dict (cached; empty if it cannot be read)."""
@@ -388,7 +281,7 @@ class SlurmManager(Manager):
             except OSError:
                 pass
         if proc.returncode != 0:
-            raise ManagerError(f"sbatch refused job {template.job_id}: {self._error_text(proc)}")
+            raise ManagerError(f"sbatch refused job {template.job_id}: {error_text(proc)}")
         lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
         native_id = lines[-1].split(";")[0] if lines else ""
         if not _NATIVE_ID.match(native_id):
@@ -405,10 +298,6 @@ class SlurmManager(Manager):
             raise ManagerError(f"not a SLURM job id: {native_id!r}")
         return native_id
 
-    @staticmethod
-    def _is_invalid_job(proc: subprocess.CompletedProcess[str]) -> bool:
-        text = f"{proc.stderr} {proc.stdout}".lower()
-        return any(marker in text for marker in _INVALID_JOB)
 
     def status(self, native_id: str) -> NativeStatus:
         native_id = self._check_id(native_id)
@@ -444,58 +333,30 @@ class SlurmManager(Manager):
         """Live jobs among ``ids``, as squeue shows them."""
         proc = self._run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%r"])
         if proc.returncode != 0:
-            if self._is_invalid_job(proc):
+            if is_invalid_job(proc):
                 return {}  # none of them is known any more (squeue fails only then)
-            raise ManagerError(f"squeue failed: {self._error_text(proc)}")
-        found = {}
-        for line in proc.stdout.splitlines():
-            native_id, _, rest = line.strip().partition("|")
-            state, _, reason = rest.partition("|")
-            status = map_slurm_state(state, reason)
-            if native_id in ids and status.phase in ("QUEUED", "HELD", "EXECUTING",
-                                                     "SUSPENDED"):
-                found[native_id] = status
-        return found
+            raise ManagerError(f"squeue failed: {error_text(proc)}")
+        return squeue_live(proc.stdout, ids)
 
     def describe(self, native_id: str, status: NativeStatus) -> str:
         """``SLURM job 42 ended as NODE_FAIL (its node failed or stopped answering)``."""
-        state = status.reason or ("CANCELLED" if status.phase == "ABORTED" else status.phase)
-        text = f"SLURM job {native_id} ended as {state}"
-        explanation = _EXPLANATIONS.get(state)
-        if state == "FAILED" and status.exit_code is not None:
-            explanation = f"the batch job exited with status {status.exit_code}"
-        if status.phase == "UNKNOWN":
-            text = f"SLURM no longer knows job {native_id}"
-            explanation = None
-        return f"{text} ({explanation})" if explanation else text
+        return describe_end(native_id, status)
 
     def _status_squeue(self, native_id: str) -> NativeStatus | None:
         proc = self._run(["squeue", "-h", "-j", native_id, "-o", "%T|%r"])
         if proc.returncode != 0:
-            if self._is_invalid_job(proc):
+            if is_invalid_job(proc):
                 return None
-            raise ManagerError(f"squeue failed for job {native_id}: {self._error_text(proc)}")
-        lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
-        if not lines:
-            return None
-        state, _, reason = lines[0].partition("|")
-        status = map_slurm_state(state, reason)
-        if status.phase in ("QUEUED", "HELD", "EXECUTING", "SUSPENDED"):
-            return status
-        return None  # finished: scontrol also knows the exit code
+            raise ManagerError(f"squeue failed for job {native_id}: {error_text(proc)}")
+        return squeue_status(proc.stdout)
 
     def _status_scontrol(self, native_id: str) -> NativeStatus | None:
         proc = self._run(["scontrol", "show", "job", "-o", native_id])
         if proc.returncode != 0:
-            if self._is_invalid_job(proc):
+            if is_invalid_job(proc):
                 return None
-            raise ManagerError(f"scontrol failed for job {native_id}: {self._error_text(proc)}")
-        for line in proc.stdout.splitlines():
-            fields = parse_key_values(line)
-            if fields.get("JobId") == native_id.split("+")[0] and "JobState" in fields:
-                return map_slurm_state(fields["JobState"], fields.get("Reason"),
-                                       parse_exit_code(fields.get("ExitCode")))
-        return None
+            raise ManagerError(f"scontrol failed for job {native_id}: {error_text(proc)}")
+        return scontrol_status(proc.stdout, native_id)
 
     def _status_sacct(self, native_id: str) -> NativeStatus | None:
         storage = self.cluster_config().get("AccountingStorageType", "")
@@ -504,11 +365,7 @@ class SlurmManager(Manager):
         proc = self._run(["sacct", "-n", "-P", "-X", "-j", native_id, "-o", "JobID,State,ExitCode"])
         if proc.returncode != 0:
             return None
-        for line in proc.stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 3 and parts[0] == native_id:
-                return map_slurm_state(parts[1], None, parse_exit_code(parts[2]))
-        return None
+        return sacct_status(proc.stdout, native_id)
 
     def _status_jobcomp(self, native_id: str) -> NativeStatus | None:
         config = self.cluster_config()
@@ -525,19 +382,13 @@ class SlurmManager(Manager):
                 text = Path(location).read_text(errors="replace")
             except OSError:
                 return None
-        marker = f"JobId={native_id} "
-        for line in reversed(text.splitlines()):
-            if line.startswith(marker):  # the newest record wins (ids restart with new state)
-                fields = parse_key_values(line)
-                return map_slurm_state(fields.get("JobState", ""), None,
-                                       parse_exit_code(fields.get("ExitCode")))
-        return None
+        return jobcomp_status(text, native_id)
 
     # ------------------------------------------------------------------ terminate
 
     def terminate(self, native_id: str) -> None:
         native_id = self._check_id(native_id)
         proc = self._run(["scancel", native_id])
-        text = self._error_text(proc).lower() if (proc.returncode or proc.stderr.strip()) else ""
+        text = error_text(proc).lower() if (proc.returncode or proc.stderr.strip()) else ""
         if proc.returncode != 0 and not any(marker in text for marker in _ALREADY_DONE):
-            raise ManagerError(f"scancel failed for job {native_id}: {self._error_text(proc)}")
+            raise ManagerError(f"scancel failed for job {native_id}: {error_text(proc)}")

@@ -22,11 +22,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "opus"
 BELOW_WEB = ("activities", "execution", "provenance", "storage", "uws", "datalink")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module ``path`` imports (absolute names), at any depth of the file."""
+def imported_modules(path: Path, *, top_level_only: bool = False) -> set[str]:
+    """Every module ``path`` imports (absolute names), at any depth of the file, or only
+    in its module-level statements."""
     tree = ast.parse(path.read_text(), str(path))
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (tree.body if top_level_only else ast.walk(tree)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -82,23 +83,13 @@ def test_no_module_is_over_450_lines() -> None:
 def test_no_import_cycle() -> None:
     """Module-level imports between OPUS modules form no cycle (imports inside functions,
     done late on purpose, are not counted)."""
-    def top_level_imports(path: Path) -> set[str]:
-        tree = ast.parse(path.read_text(), str(path))
-        names: set[str] = set()
-        for node in tree.body:
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        return names
-
     def module_name(path: Path) -> str:
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
-    graph = {name: {m for m in top_level_imports(path) if m in paths and m != name}
+    graph = {name: {m for m in imported_modules(path, top_level_only=True)
+                    if m in paths and m != name}
              for name, path in paths.items()}
     # Tarjan's strongly connected components, iteratively deep enough for this package.
     index: dict[str, int] = {}

@@ -21,13 +21,17 @@ from opus.uws.models import Job
 
 @dataclass(frozen=True)
 class Identity:
-    """The caller of one request. ``owner_id`` None means anonymous."""
+    """The caller of one request: ``owner_id`` is the user's name (UWS ownerId), ``key`` the
+    user's stable id (what access is decided on), ``admin`` whether the user may see and
+    change everything. All None/False: anonymous."""
 
     owner_id: str | None = None
+    key: str | None = None
+    admin: bool = False
 
     @property
     def anonymous(self) -> bool:
-        return self.owner_id is None
+        return self.key is None
 
 
 ANONYMOUS = Identity()
@@ -37,12 +41,12 @@ class Authenticator:
     """Resolves the identity of a request, once per request, from its headers. Known
     tokens are cached for ``ttl`` seconds, so a removed user loses access within that."""
 
-    def __init__(self, lookup: Callable[[str], str | None], ttl: float = 30.0) -> None:
-        """``lookup``: the user a token was issued to, or None
-        (:meth:`opus.storage.users.UserStore.name_for_token`)."""
+    def __init__(self, lookup: Callable[[str], Identity | None], ttl: float = 30.0) -> None:
+        """``lookup``: the identity of the user a valid token was issued to, or None
+        (:meth:`opus.storage.users.UserStore.identity_for_token`)."""
         self.lookup = lookup
         self.ttl = ttl
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache: dict[str, tuple[Identity, float]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, headers: Mapping[str, str]) -> Identity:
@@ -58,29 +62,48 @@ class Authenticator:
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached[1] > now:
-            return Identity(cached[0])
-        name = self.lookup(token)
-        if name is None:
+            return cached[0]
+        found = self.lookup(token)
+        if found is None:
             raise AuthenticationError("Authorization: this token is not valid")
         with self._lock:
-            self._cache[key] = (name, now + self.ttl)
-        return Identity(name)
+            self._cache[key] = (found, now + self.ttl)
+        return found
 
 
 class AccessPolicy:
-    """Decides who sees and changes which job (UWS 1.1 section 3)."""
+    """Decides who sees and changes what (UWS 1.1 section 3): the one place for it.
+
+    - A user's job, and its provenance, is private to that user (by stable id, ``key``);
+      an admin sees and changes everything.
+    - A job its owner published is readable by anyone, and its products may be used as
+      inputs by anyone; only its owner changes it.
+    - Anonymous jobs form one shared space: any anonymous caller reads and changes them,
+      and users read them (they are public by nature: nobody can prove they own one).
+    """
 
     def owner_filter(self, identity: Identity) -> tuple[bool, str | None]:
-        """(filter?, owner) for job lists: everybody sees the jobs of their own space
-        (anonymous callers the public, ownerless jobs)."""
-        return True, identity.owner_id
+        """(filter?, owner key) for job lists: everybody lists the jobs of their own space
+        (anonymous callers the ownerless jobs); an admin lists all."""
+        if identity.admin:
+            return False, None
+        return True, identity.key
+
+    def may_read(self, identity: Identity, owner_key: str | None, public: bool) -> bool:
+        """Whether ``identity`` may read something owned by ``owner_key`` (None: anonymous),
+        published or not: jobs, results, uploads, provenance nodes, replays."""
+        return (identity.admin or public or owner_key is None
+                or owner_key == identity.key)
 
     def check_read(self, identity: Identity, job: Job) -> None:
         """Raise if ``identity`` may not see ``job``: 403, as UWS 1.1 section 3 requires."""
-        if job.owner_id != identity.owner_id:
-            raise PermissionDeniedError(
-                f"job {job.job_id} belongs to another user" if job.owner_id else
-                f"job {job.job_id} is a public job; it is not in your space")
+        if not self.may_read(identity, job.owner_key, job.public):
+            raise PermissionDeniedError(f"job {job.job_id} belongs to another user")
 
     def check_modify(self, identity: Identity, job: Job) -> None:
-        self.check_read(identity, job)
+        """Raise if ``identity`` may not change ``job`` (only its owner, or an admin)."""
+        if identity.admin or job.owner_key == identity.key:
+            return
+        raise PermissionDeniedError(
+            f"job {job.job_id} belongs to another user" if job.owner_key else
+            f"job {job.job_id} is a public job; it is not in your space")

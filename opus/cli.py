@@ -161,7 +161,7 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     users = UserStore(engine)
     if args.users == "add":
         try:
-            print(users.add(args.name))
+            print(users.add(args.name, role="admin" if args.admin else "user"))
         except ClientError as error:
             print(error.message, file=sys.stderr)
             return 1
@@ -209,6 +209,8 @@ def parser() -> argparse.ArgumentParser:
     user_commands = people.add_subparsers(dest="users", required=True)
     add = user_commands.add_parser("add", help="create a user and print its token (once)")
     add.add_argument("name")
+    add.add_argument("--admin", action="store_true",
+                     help="an administrator: sees and changes every job and record")
     add.set_defaults(handler=cmd_users)
     remove = user_commands.add_parser("remove", help="remove a user (its token stops working)")
     remove.add_argument("name")

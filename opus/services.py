@@ -60,4 +60,4 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, store=store, events=events, registry=registry,
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
-                    authenticate=Authenticator(users.name_for_token))
+                    authenticate=Authenticator(users.identity_for_token))

@@ -41,6 +41,8 @@ def _row_to_job(row: sa.Row[Any], job_results: Sequence[JobResult] = ()) -> Job:
         execution_duration=data["execution_duration"],
         parameters=json.loads(data["parameters"]),
         owner_id=data["owner_id"],
+        owner_key=data["owner_key"],
+        public=bool(data["public"]),
         run_id=data["run_id"],
         start_time=data["start_time"],
         end_time=data["end_time"],
@@ -122,7 +124,7 @@ class JobStore:
         self,
         activity: str,
         *,
-        owner_id: str | None = None,
+        owner_key: str | None = None,
         filter_owner: bool = False,
         phases: Iterable[str] | None = None,
         after: dt.datetime | None = None,
@@ -137,7 +139,8 @@ class JobStore:
         ).where(jobs.c.activity == activity)
         if filter_owner:
             query = query.where(
-                jobs.c.owner_id.is_(None) if owner_id is None else jobs.c.owner_id == owner_id
+                jobs.c.owner_key.is_(None) if owner_key is None
+                else jobs.c.owner_key == owner_key
             )
         if phases:
             query = query.where(jobs.c.phase.in_(sorted(set(phases))))

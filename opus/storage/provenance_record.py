@@ -29,7 +29,7 @@ from opus.provenance.templates import (
     template_pairs,
 )
 from opus.storage import tables as t
-from opus.uws.models import RunEnd
+from opus.uws.models import Job, RunEnd
 
 OPUS_AGENT = "opus"
 
@@ -82,7 +82,8 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
     facts = {key: outcome[key] for key in ("rusage", "host", "command", "error_summary")
              if outcome.get(key) is not None}
     connection.execute(t.prov_activity.insert().values(
-        id=act, name=job.activity, job_id=job.job_id, start_time=start_time,
+        id=act, name=job.activity, job_id=job.job_id, owner_key=job.owner_key,
+        public=job.public, start_time=start_time,
         end_time=end_time, phase=phase, comment=outcome.get("error_summary"),
         description_name=job.activity,
         description_version=outcome.get("activity_version") or (
@@ -110,7 +111,7 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
     connection.execute(t.prov_was_associated_with.insert(), [
         {"activity_id": act, "agent_id": agent, "role": role} for agent, role in associations
     ])
-    _record_inputs(connection, act, outcome.get("inputs") or (), start_time)
+    _record_inputs(connection, act, outcome.get("inputs") or (), start_time, job)
     entities = []
     for result in job_results:
         entities.append({
@@ -118,6 +119,7 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
             "location": f"{result_url}/{result.result_id}", "generated_at_time": end_time,
             "content_type": result.mime_type, "size": result.size, "sha256": result.sha256,
             "job_id": job.job_id, "result_id": result.result_id,
+            "owner_key": job.owner_key, "public": job.public,
         })
     if entities:
         connection.execute(t.prov_entity.insert(), entities)
@@ -139,7 +141,7 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
 
 
 def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[str, Any]],
-                   when: dt.datetime | None) -> None:
+                   when: dt.datetime | None, job: Job) -> None:
     """Used relations for the run's inputs: a result of an earlier job is the very entity
     that job generated (so jobs chain in the graph); an upload or a URL becomes a new
     entity with its location, sha256 and size."""
@@ -149,7 +151,8 @@ def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[st
             entity_id = f"ent-{uuid.uuid4().hex}"
             connection.execute(t.prov_entity.insert().values(
                 id=entity_id, name=item.get("name"), location=item.get("location"),
-                sha256=item.get("sha256"), size=item.get("size")))
+                sha256=item.get("sha256"), size=item.get("size"), owner_key=job.owner_key,
+                public=job.public))
         elif not connection.execute(sa.select(t.prov_entity.c.id)
                                     .where(t.prov_entity.c.id == entity_id)).first():
             continue

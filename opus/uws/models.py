@@ -80,6 +80,10 @@ class Job:
     execution_duration: int
     parameters: dict[str, str]
     owner_id: str | None = None
+    #: The owner's stable id (:class:`opus.auth.Identity` ``key``); None: anonymous.
+    owner_key: str | None = None
+    #: Published by its owner: readable by anyone.
+    public: bool = False
     run_id: str | None = None
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None

@@ -87,7 +87,7 @@ class JobService:
     ) -> list[JobRef]:
         self.registry.get(activity)
         filter_owner, owner = self.policy.owner_filter(identity)
-        return self.store.list_jobs(activity, owner_id=owner, filter_owner=filter_owner,
+        return self.store.list_jobs(activity, owner_key=owner, filter_owner=filter_owner,
                                phases=phases or None, after=after, last=last)
 
     def wait(
@@ -185,6 +185,7 @@ class JobService:
             execution_duration=execution_duration,
             parameters=values,
             owner_id=identity.owner_id,
+            owner_key=identity.key,
             run_id=run_id,
             destruction=destruction,
         )

@@ -11,6 +11,7 @@ Create Date: 2026-12-02
   entities a ``public`` flag (false: private to the owner).
 """
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -82,14 +83,14 @@ def upgrade() -> None:
     for name, key in ids.items():
         connection.execute(jobs.update().where(jobs.c.owner_id == name).values(owner_key=key))
         operator = f"user-{name}"
-        runs = sa.select(sa.literal_column("activity_id")).select_from(
+        runs: sa.Select[Any] = sa.select(sa.literal_column("activity_id")).select_from(
             sa.table("prov_wasassociatedwith", sa.column("activity_id"),
                      sa.column("agent_id"), sa.column("role"))).where(
             sa.literal_column("agent_id") == operator,
             sa.literal_column("role") == "Operator")
         connection.execute(activity.update().where(activity.c.id.in_(runs))
                            .values(owner_key=key))
-        made = sa.select(sa.literal_column("entity_id")).select_from(
+        made: sa.Select[Any] = sa.select(sa.literal_column("entity_id")).select_from(
             sa.table("prov_wasattributedto", sa.column("entity_id"), sa.column("agent_id")
                      )).where(sa.literal_column("agent_id") == operator)
         connection.execute(entity.update().where(entity.c.id.in_(made)).values(owner_key=key))

@@ -51,6 +51,9 @@ class EntityRecord:
     sha256: str | None
     job_id: str | None
     result_id: str | None
+    #: Whose it is (users.id; None: anonymous) and whether it was published.
+    owner_key: str | None = None
+    public: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from opus.web import uws
 from opus.web.errors import ErrorPlugin, plain_error
 from opus.web.http import root_url
 from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
+from opus.web.proxies import TrustedProxies
 from opus.web.routing import Operation, route
 
 
@@ -27,12 +28,14 @@ def create_app(settings: Settings | None = None,
     app = bottle.Bottle(catchall=True)
     app.config["opus.services"] = services  # for tests and embedding applications
     app.default_error_handler = plain_error
-    app.install(ErrorPlugin(settings.max_body, services.authenticate))
+    app.install(ErrorPlugin(settings.max_body, services.authenticate,
+                            base_url=settings.base_url,
+                            proxies=TrustedProxies(settings.trusted_proxies)))
     uws.install(app, services.jobs, services.reports)
     provsap.install(app, services.provenance, settings)
     provenance.install(app, services.jobs, services.store, services.provenance, settings)
     provenance_templates.install(app, services.registry, services.provenance)
-    discovery.install(app, services.registry, services.jobs)
+    discovery.install(app, services.registry, services.jobs, services.authenticate)
     openapi.install(app, services.registry)
     datalink.install(app, services.store, services.provenance, services.registry,
                      services.policy)

@@ -1,9 +1,10 @@
-"""The ``opus`` command: serve, scheduler, db upgrade, activities check, provenance
-template."""
+"""The ``opus`` command: serve, scheduler, db upgrade, activities check, users (and their
+tokens), provenance template."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import signal
@@ -11,9 +12,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opus.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from opus.storage.users import UserStore
 
 log = logging.getLogger("opus")
 
@@ -79,6 +83,9 @@ class _Gunicorn:
                     # One control socket per user by default: two servers side by side
                     # would fight over it.
                     "control_socket_disable": True,
+                    # gunicorn would set wsgi.url_scheme from X-Forwarded-Proto of any
+                    # local peer; OPUS decides what proxies say (opus/web/proxies.py).
+                    "secure_scheme_headers": {},
                 }
                 for key, value in options.items():
                     self.cfg.set(key, value)
@@ -151,7 +158,8 @@ def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int
 
 
 def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
-    """`opus users add|remove|list`: clients then send ``Authorization: Bearer TOKEN``."""
+    """`opus users add|remove|list|token ...`: clients then send ``Authorization: Bearer
+    TOKEN`` (or Basic with their name and a token)."""
     from opus.errors import ClientError
     from opus.storage.engine import make_engine, upgrade
     from opus.storage.users import UserStore
@@ -159,6 +167,8 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     users = UserStore(engine)
+    if args.users == "token":
+        return _tokens(users, args)
     if args.users == "add":
         try:
             print(users.add(args.name, role="admin" if args.admin else "user"))
@@ -173,6 +183,60 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
         for name in users.names():
             print(name)
     return 0
+
+
+def _tokens(users: UserStore, args: argparse.Namespace) -> int:
+    """`opus users token add|list|revoke NAME ...`."""
+    from opus.errors import ClientError
+    from opus.uws.models import utcnow
+
+    if users.identity_for_name(args.name) is None:
+        print(f"no user {args.name!r}", file=sys.stderr)
+        return 1
+    now = utcnow()
+    if args.token == "add":
+        try:
+            expires = None if args.expires is None else _expiry(args.expires, now)
+            print(users.add_token(args.name, label=args.label, expires=expires))
+        except (ClientError, ValueError) as error:
+            print(error.message if isinstance(error, ClientError) else error, file=sys.stderr)
+            return 1
+    elif args.token == "revoke":
+        if not users.revoke_token(args.name, args.id):
+            print(f"user {args.name!r} has no live token {args.id}", file=sys.stderr)
+            return 1
+    else:
+        print(f"{'ID':>5}  {'STATUS':<8} {'CREATED':<20} {'EXPIRES':<20} LABEL")
+        for token in users.tokens_of(args.name):
+            status = ("revoked" if token.revoked else
+                      "expired" if token.expires and token.expires <= now else "active")
+            print(f"{token.id:>5}  {status:<8} {_when(token.created):<20} "
+                  f"{_when(token.expires) or 'never':<20} {token.label or ''}")
+    return 0
+
+
+def _expiry(text: str, now: dt.datetime) -> dt.datetime:
+    """``--expires``: a number of days from now, or an ISO 8601 date or time (UTC unless it
+    says otherwise); as a naive UTC datetime (what the store keeps), in the future."""
+    try:
+        expires = now + dt.timedelta(days=float(text))
+    except ValueError:
+        try:
+            given = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"--expires {text!r}: expected a number of days or an ISO "
+                             f"8601 date or time, e.g. 30 or 2030-01-31T12:00Z") from None
+        expires = (given.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                   if given.tzinfo else given)
+    except OverflowError:
+        raise ValueError(f"--expires {text!r}: too far away") from None
+    if expires <= now:
+        raise ValueError(f"--expires {text!r}: not in the future")
+    return expires
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -216,6 +280,24 @@ def parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     remove.set_defaults(handler=cmd_users)
     user_commands.add_parser("list", help="list the users").set_defaults(handler=cmd_users)
+    token = user_commands.add_parser("token", help="a user's API tokens")
+    token_commands = token.add_subparsers(dest="token", required=True)
+    token_add = token_commands.add_parser("add", help="give a user another token and print "
+                                                      "it (once)")
+    token_add.add_argument("name")
+    token_add.add_argument("--expires", metavar="DAYS|ISO",
+                           help="expiry: days from now, or an ISO 8601 date or time (UTC "
+                                "unless given); default: never")
+    token_add.add_argument("--label", help="what the token is for (shown by list)")
+    token_list = token_commands.add_parser("list", help="list a user's tokens (never the "
+                                                        "tokens themselves)")
+    token_list.add_argument("name")
+    token_revoke = token_commands.add_parser("revoke", help="revoke one token (running "
+                                             "workers forget it within auth_cache_ttl)")
+    token_revoke.add_argument("name")
+    token_revoke.add_argument("id", type=int, help="its ID, as list shows it")
+    for command in (token_add, token_list, token_revoke):
+        command.set_defaults(handler=cmd_users)
     return top
 
 

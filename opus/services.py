@@ -60,4 +60,14 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, store=store, events=events, registry=registry,
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
-                    authenticate=Authenticator(users.identity_for_token))
+                    authenticate=authenticator(settings, users))
+
+
+def authenticator(settings: Settings, users: UserStore) -> Authenticator:
+    """The :class:`Authenticator` the settings ask for (README, Security: Identity)."""
+    issuer = settings.auth_token_issuer
+    return Authenticator(users.identity_for_token, settings.auth_cache_ttl,
+                         user=users.identity_for_name, basic=settings.auth_basic,
+                         proxy_header=settings.proxy_user_header,
+                         token_issuer=(issuer.standard_id, issuer.access_url)
+                         if issuer is not None else None)

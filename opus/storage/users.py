@@ -61,6 +61,15 @@ class UserStore:
             return None
         return Identity(owner_id=row.name, key=row.id, admin=row.role == "admin")
 
+    def identity_for_name(self, name: str) -> Identity | None:
+        """The user of that name (a trusted proxy names users), None if there is none."""
+        query = sa.select(users.c.name, users.c.id, users.c.role).where(users.c.name == name)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return Identity(owner_id=row.name, key=row.id, admin=row.role == "admin")
+
     def add(self, name: str, *, role: str = "user") -> str:
         """Create a user with a first token; returns the token (shown once)."""
         if not _USER_NAME.match(name):
@@ -79,6 +88,8 @@ class UserStore:
     def add_token(self, name: str, *, label: str | None = None,
                   expires: dt.datetime | None = None) -> str:
         """Another token for ``name`` (optionally expiring); returns it (shown once)."""
+        if label is not None and len(label) > 255:
+            raise ClientError("a token label has at most 255 characters")
         with write_transaction(self.engine) as connection:
             user_id = connection.execute(sa.select(users.c.id)
                                          .where(users.c.name == name)).scalar()

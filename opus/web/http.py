@@ -21,16 +21,29 @@ XML = "application/xml; charset=UTF-8"
 JSON = "application/json"
 
 
+#: Keys of the WSGI environ where :mod:`opus.web.errors`' plugin leaves what it resolved.
+IDENTITY = "opus.identity"
+ROOT_URL = "opus.root_url"
+CLIENT_ADDRESS = "opus.client_address"
+
+
 def identity() -> Identity:
     """Who sent this request (resolved once by :mod:`opus.web.errors`' plugin)."""
-    found: Identity = request.environ["opus.identity"]
+    found: Identity = request.environ[IDENTITY]
     return found
 
 
 def root_url() -> str:
-    """Scheme, host and mount point of this request, for absolute links."""
-    parts = request.urlparts
-    return f"{parts.scheme}://{parts.netloc}{request.script_name.rstrip('/')}"
+    """The start of every absolute link of this answer: the setting ``base_url``, or what
+    a trusted proxy says (:mod:`opus.web.proxies`); never the client's ``Host``."""
+    found: str = request.environ[ROOT_URL]
+    return found
+
+
+def client_address() -> str | None:
+    """The client's IP address: the peer, or what trusted proxies say it is."""
+    found: str | None = request.environ[CLIENT_ADDRESS]
+    return found
 
 
 def accept() -> str | None:

@@ -12,7 +12,7 @@ from opus.config import Settings, load_settings
 from opus.datalink.votable import LINKS_PATH
 from opus.services import Services, build_services
 from opus.web import datalink, discovery, openapi, provenance, provenance_templates, provsap
-from opus.web import uws
+from opus.web import tap, uws
 from opus.web.errors import ErrorPlugin, plain_error
 from opus.web.http import root_url
 from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None,
     provenance_templates.install(app, services.registry, services.provenance)
     discovery.install(app, services.registry, services.jobs, services.authenticate)
     openapi.install(app, services.registry)
+    tap.install(app, services.provtap)
     datalink.install(app, services.store, services.provenance, services.registry,
                      services.policy)
     names = services.registry.names

@@ -209,6 +209,13 @@ class Settings(BaseSettings):
     """ProvSAP stops a walk at this many nodes (DEPTH=ALL on a huge record)."""
     graph_timeout: float = Field(default=10.0, gt=0)
     """Seconds a graph layout (SVG/PNG) may take before the fallback layout is used."""
+    # ProvTAP (/tap, PostgreSQL only)
+    tap_default_rows: int = Field(default=1000, ge=0)
+    """Rows of a TAP result when the query gives no MAXREC."""
+    tap_max_rows: int = Field(default=100000, ge=1)
+    """Most rows of a TAP result (a larger MAXREC is lowered to this)."""
+    tap_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a TAP query may run (statement_timeout)."""
     log_level: str = "INFO"
     """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 

@@ -18,8 +18,10 @@ from opus.config import Settings
 from opus.storage.engine import make_engine
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
+from opus.storage.provtap import ProvTapStore
 from opus.storage.users import UserStore
 from opus.storage.events import JobEvents, make_events
+from opus.tap.service import ProvTap
 from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
 
@@ -41,6 +43,7 @@ class Services:
     jobs: JobService
     reports: RunnerReports
     authenticate: Authenticator
+    provtap: ProvTap
 
 
 def build_services(settings: Settings) -> Services:
@@ -60,7 +63,8 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, store=store, events=events, registry=registry,
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
-                    authenticate=authenticator(settings, users))
+                    authenticate=authenticator(settings, users),
+                    provtap=ProvTap(settings, ProvTapStore(engine)))
 
 
 def authenticator(settings: Settings, users: UserStore) -> Authenticator:

@@ -17,8 +17,9 @@ the handler it turns
 
 each written in the error format the route declares with ``errors=...`` in its route
 config: ``"uws"`` (the default: plain text, or ``{"error", "status"}`` JSON when the client
-prefers JSON to text, UWS 1.1 section 2.2) or ``"dali"`` (a VOTable error document, DALI 1.1
-section 4.4, for DataLink and other DALI services). Anything else is a bug: bottle answers
+prefers JSON to text, UWS 1.1 section 2.2), ``"dali"`` (a VOTable error document, DALI 1.1
+section 4.4, for DataLink and other DALI services) or ``"tap"`` (the same document without
+DataLink's fault names and links table, for ProvTAP). Anything else is a bug: bottle answers
 it through :func:`plain_error`, which logs the traceback and says 500.
 """
 
@@ -36,6 +37,7 @@ from opus.auth import Authenticator, Identity
 from opus.datalink.votable import VOTABLE_MEDIA_TYPE, error_document
 from opus.errors import ClientError, PayloadTooLargeError, ServiceUnavailableError
 from opus.storage.engine import DATABASE_UNAVAILABLE
+from opus.tap import votable as tap_votable
 from opus.uws import json_documents
 from opus.web.http import (
     CLIENT_ADDRESS,
@@ -83,7 +85,13 @@ def dali_error(message: str, status: int) -> HTTPResponse:
                         headers={"Content-Type": VOTABLE_MEDIA_TYPE})
 
 
-RENDERERS: Mapping[str, Renderer] = {"uws": uws_error, "dali": dali_error}
+def tap_error(message: str, status: int) -> HTTPResponse:
+    """The DALI 1.1 error document of TAP (no DataLink fault names, no links table)."""
+    return HTTPResponse(body=tap_votable.error_document(message), status=status,
+                        headers={"Content-Type": VOTABLE_MEDIA_TYPE})
+
+
+RENDERERS: Mapping[str, Renderer] = {"uws": uws_error, "dali": dali_error, "tap": tap_error}
 
 
 class ErrorPlugin:

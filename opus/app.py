@@ -29,9 +29,10 @@ def create_app(settings: Settings | None = None,
     app.default_error_handler = plain_error
     app.install(ErrorPlugin(settings.max_body, services.authenticate))
     uws.install(app, services.jobs, services.reports)
-    provsap.install(app, services.provenance, settings)
+    provsap.install(app, services.provenance, settings, services.policy)
     provenance.install(app, services.jobs, services.store, services.provenance, settings)
-    provenance_templates.install(app, services.registry, services.provenance)
+    provenance_templates.install(app, services.registry, services.provenance,
+                                 services.policy)
     discovery.install(app, services.registry, services.jobs)
     openapi.install(app, services.registry)
     datalink.install(app, services.store, services.provenance, services.registry,

@@ -32,9 +32,10 @@ def create_app(settings: Settings | None = None,
                             base_url=settings.base_url,
                             proxies=TrustedProxies(settings.trusted_proxies)))
     uws.install(app, services.jobs, services.reports)
-    provsap.install(app, services.provenance, settings)
+    provsap.install(app, services.provenance, settings, services.policy)
     provenance.install(app, services.jobs, services.store, services.provenance, settings)
-    provenance_templates.install(app, services.registry, services.provenance)
+    provenance_templates.install(app, services.registry, services.provenance,
+                                 services.policy)
     discovery.install(app, services.registry, services.jobs, services.authenticate)
     openapi.install(app, services.registry)
     tap.install(app, services.provtap)

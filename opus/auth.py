@@ -13,6 +13,10 @@ schemes (SSO 2.0 REC section 4, SSO 2.x WD section 3),
 
 The user's jobs carry the user's name as ownerId and nobody else sees or changes them (UWS
 1.1 section 3: 403). Tokens are stored only as sha256 hashes.
+
+The read rule is :meth:`Viewer.may_read`; :class:`AccessPolicy` applies it to jobs and rows
+in Python, and hands the stores a :class:`Viewer`, which :func:`opus.storage.access.visible`
+turns into the same rule in SQL (``tests/security/test_ownership.py`` checks they agree).
 """
 
 from __future__ import annotations
@@ -53,6 +57,20 @@ class Identity:
 ANONYMOUS = Identity()
 
 Lookup = Callable[[str], Identity | None]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads, as the stores need to know it: a user's stable id (None: anonymous) and
+    whether they see everything. :func:`opus.storage.access.visible` is its SQL form."""
+
+    key: str | None = None
+    admin: bool = False
+
+    def may_read(self, owner_key: str | None, public: bool) -> bool:
+        """THE read rule: an admin reads everything; anyone reads what is published and
+        what is anonymous (one shared space); a user reads their own."""
+        return self.admin or public or owner_key is None or owner_key == self.key
 
 
 class Authenticator:
@@ -180,7 +198,15 @@ class AccessPolicy:
       inputs by anyone; only its owner changes it.
     - Anonymous jobs form one shared space: any anonymous caller reads and changes them,
       and users read them (they are public by nature: nobody can prove they own one).
+
+    Provenance nodes (runs and entities), search hits, bindings, replays, DataLink rows and
+    products given as inputs follow the same rule, on the ``owner_key`` and ``public`` their
+    rows carry: a product may be used as an input by whoever may read it.
     """
+
+    def viewer(self, identity: Identity) -> Viewer:
+        """What the stores filter on for ``identity``."""
+        return Viewer(identity.key, identity.admin)
 
     def owner_filter(self, identity: Identity) -> tuple[bool, str | None]:
         """(filter?, owner key) for job lists: everybody lists the jobs of their own space
@@ -192,8 +218,11 @@ class AccessPolicy:
     def may_read(self, identity: Identity, owner_key: str | None, public: bool) -> bool:
         """Whether ``identity`` may read something owned by ``owner_key`` (None: anonymous),
         published or not: jobs, results, uploads, provenance nodes, replays."""
-        return (identity.admin or public or owner_key is None
-                or owner_key == identity.key)
+        return self.viewer(identity).may_read(owner_key, public)
+
+    def access_of(self, job: Job) -> str:
+        """'public' if anyone may read ``job`` (published, or anonymous), else 'private'."""
+        return "public" if self.may_read(ANONYMOUS, job.owner_key, job.public) else "private"
 
     def check_read(self, identity: Identity, job: Job) -> None:
         """Raise if ``identity`` may not see ``job``: 403, as UWS 1.1 section 3 requires."""

@@ -3,8 +3,9 @@
 Both the web application (:mod:`opus.app`) and the scheduler (:mod:`opus.execution.scheduler`)
 start from :func:`build_services`; nothing here knows about HTTP. This is also where the
 UWS core is connected to provenance: the job store calls the provenance store in the
-transactions that end a job (its record) and that delete or archive one (its entities
-invalidated), so the UWS modules never import the provenance ones.
+transactions that end a job (its record), that delete or archive one (its entities
+invalidated) and that publish or withdraw one (its run and products follow), so the UWS
+modules never import the provenance ones.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def build_services(settings: Settings) -> Services:
     provenance = ProvenanceStore(engine, namespace=settings.provenance_namespace,
                                  templates_dir=settings.provenance_templates_dir)
     store = JobStore(engine, events, on_end=provenance.record_run,
-                     on_remove=provenance.invalidate_job)
+                     on_remove=provenance.invalidate_job, on_publish=provenance.publish_job)
     registry = ActivityRegistry.load(settings.activities_dir)
     for path, problem in registry.problems.items():
         log.error("activity description %s skipped: %s", path, problem)

@@ -211,7 +211,8 @@ class Scheduler:
                 "description_sha256": description_sha256(activity),
                 "context_cache": str(self.settings.run_dir / "packages-cache.json"),
                 "inputs": stage_inputs(self.settings, self.services.provenance, activity,
-                                       job, job_dir),
+                                       job, job_dir, self.services.policy.viewer(
+                                           self.services.users.identity_of(job.owner_key))),
                 "fetch": {"max_bytes": self.settings.fetch_max_bytes,
                           "timeout": self.settings.fetch_timeout,
                           "block_private": self.settings.fetch_block_private},

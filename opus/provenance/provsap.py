@@ -5,6 +5,12 @@ UWS job id it ran as — or an agent), DEPTH (integer >= 0 or ALL), DIRECTION (B
 FORWARD is accepted for FORTH), MODEL (IVOA or W3C), AGENT, MEMBERS, STEPS, DESCRIPTIONS,
 CONFIGURATION (booleans), RESPONSEFORMAT. A bad value is a 400 that names the parameter;
 an unknown format a 415.
+
+The graph is the caller's view of the record (:class:`opus.auth.Viewer`): the runs and
+entities they may read, and the agents attached to them. Another owner's nodes are left
+out, not drawn as placeholders: a placeholder would still say that somebody ran something on
+your published product, and when. An ID the caller may not read is a 404, worded as for an
+ID that does not exist.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from opus.auth import Viewer
 from opus.errors import (
     NotFoundError,
     ParameterError,
@@ -138,14 +145,16 @@ def local_id(value: str, namespace: str) -> str:
     return value
 
 
-def query_graph(provenance: ProvenanceStore, query: ProvSapQuery, max_nodes: int) -> Graph:
-    """The graph a ProvSAP query asks for; 404 if an ID is not in the record."""
-    unknown = provenance.unknown_nodes(query.ids)
+def query_graph(provenance: ProvenanceStore, query: ProvSapQuery, max_nodes: int,
+                viewer: Viewer) -> Graph:
+    """The graph a ProvSAP query asks for, as ``viewer`` may see it; 404 if an ID is not in
+    the record, or not for ``viewer``."""
+    unknown = provenance.unknown_nodes(query.ids, viewer=viewer)
     if unknown:
         raise NotFoundError(f"ID: no provenance record for {', '.join(unknown)}")
     return provenance.walk(query.ids, depth=query.depth, direction=query.direction,
                            agents=query.agent, configuration=query.configuration,
-                           max_nodes=max_nodes)
+                           max_nodes=max_nodes, viewer=viewer)
 
 
 class GraphTooLargeError(ServiceUnavailableError):

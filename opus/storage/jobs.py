@@ -26,6 +26,8 @@ from opus.uws.models import Change, Job, JobRef, JobResult, Phase, RunEnd, utcno
 EndHook = Callable[[sa.Connection, RunEnd], None]
 #: Written in the transaction that deletes or archives a job (its entities invalidated).
 RemoveHook = Callable[[sa.Connection, str, dt.datetime], None]
+#: Written in the transaction that publishes or withdraws a job (its run and products).
+PublishHook = Callable[[sa.Connection, str, bool], None]
 
 _JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash"}]
 _INSERT_JOB = jobs.insert()
@@ -61,17 +63,20 @@ def _row_to_job(row: sa.Row[Any], job_results: Sequence[JobResult] = ()) -> Job:
 class JobStore:
     """Jobs, results and pending cleanups in one SQL database.
 
-    ``on_end`` and ``on_remove`` write in the same transaction as the change they follow
-    (wired by :func:`opus.services.build_services` to the provenance store): a job never
-    ends without its record, and never goes away with its entities still valid.
+    ``on_end``, ``on_remove`` and ``on_publish`` write in the same transaction as the change
+    they follow (wired by :func:`opus.services.build_services` to the provenance store): a
+    job never ends without its record, never goes away with its entities still valid, and
+    is never published without its provenance (nor withdrawn with it left public).
     """
 
     def __init__(self, engine: sa.Engine, events: JobEvents, *,
-                 on_end: EndHook | None = None, on_remove: RemoveHook | None = None) -> None:
+                 on_end: EndHook | None = None, on_remove: RemoveHook | None = None,
+                 on_publish: PublishHook | None = None) -> None:
         self.engine = engine
         self.events = events
         self.on_end = on_end
         self.on_remove = on_remove
+        self.on_publish = on_publish
 
     @contextlib.contextmanager
     def _write(self, messages: list[Message]) -> Iterator[sa.Connection]:
@@ -213,6 +218,21 @@ class JobStore:
                 )
             if self.on_end is not None:
                 self.on_end(connection, run)
+        return True
+
+    def publish(self, job_id: str, public: bool) -> bool:
+        """Publish (``public``) or withdraw a job, and through ``on_publish`` its
+        provenance, in one transaction; False if there is no such job."""
+        messages: list[Message] = [(job_id, Change.CHANGED)]
+        with self._write(messages) as connection:
+            # The job's row first: a run ending meanwhile waits for it, then records the
+            # flag it reads there (opus.storage.provenance_record.record_run).
+            if connection.execute(jobs.update().where(jobs.c.job_id == job_id)
+                                  .values(public=public)).rowcount != 1:
+                messages.clear()
+                return False
+            if self.on_publish is not None:
+                self.on_publish(connection, job_id, public)
         return True
 
     def archive(self, job_id: str) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from opus.auth import Identity
+from opus.auth import ANONYMOUS, Identity
 from opus.errors import ClientError
 from opus.storage.engine import write_transaction
 from opus.storage.tables import tokens, users
@@ -134,6 +134,18 @@ class UserStore:
             connection.execute(tokens.delete().where(tokens.c.user_id == user_id))
             connection.execute(users.delete().where(users.c.id == user_id))
             return True
+
+    def identity_of(self, key: str | None) -> Identity:
+        """The identity of the user whose stable id is ``key`` (a job's owner): anonymous
+        for None, a user without any role if the user was removed."""
+        if key is None:
+            return ANONYMOUS
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(users.c.name, users.c.role)
+                                     .where(users.c.id == key)).first()
+        if row is None:
+            return Identity(key=key)
+        return Identity(owner_id=row.name, key=key, admin=row.role == "admin")
 
     def names(self) -> list[str]:
         with self.engine.connect() as connection:

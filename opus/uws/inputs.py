@@ -7,7 +7,11 @@ A used entity called ``N`` is given like a parameter ``N``, in one of three ways
   ``/{jobs}/{job-id}/parameters/N``;
 - a URL (http or https only), fetched by the runner with size and time limits;
 - a result of an earlier job, by its entity identifier (``opus:ent-...``) or by its result
-  URL on this server; jobs chain this way and the provenance record links them.
+  URL on this server; jobs chain this way and the provenance record links them. A product
+  may be used by whoever may read it (:class:`opus.auth.AccessPolicy`): one the caller may
+  not read is unknown to them (its identifier is refused as an unknown one, its URL taken
+  for a URL of elsewhere, which the runner fetches without credentials), and the
+  scheduler checks again, for the job's owner, when it stages the input.
 
 Each appears as a ``byReference="true"`` parameter of the job. File names sent by clients
 are never used: an input is stored under the entity's name and staged under the file name
@@ -19,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
@@ -41,6 +45,17 @@ class KnownEntity(Protocol):
 
     @property
     def invalidated_at_time(self) -> dt.datetime | None: ...
+
+    @property
+    def owner_key(self) -> str | None: ...
+
+    @property
+    def public(self) -> bool: ...
+
+
+#: Whether the caller may read something of this owner (None: anonymous), published or
+#: not: :meth:`opus.auth.AccessPolicy.may_read` for the caller.
+MayRead = Callable[[str | None, bool], bool]
 
 
 class EntityLookup(Protocol):
@@ -81,8 +96,9 @@ def kind_of(value: str) -> str:
     return "url"
 
 
-def resolve_reference(entities: EntityLookup, name: str, value: str) -> str:
-    """The stored form of an input given by reference, or a ParameterError naming it."""
+def resolve_reference(entities: EntityLookup, name: str, value: str, may_read: MayRead) -> str:
+    """The stored form of an input given by reference, or a ParameterError naming it; a
+    product is known only to those who ``may_read`` it."""
     text = value.strip()
     match = _ENTITY.match(text)
     if match is None:
@@ -94,13 +110,13 @@ def resolve_reference(entities: EntityLookup, name: str, value: str) -> str:
         if result is None:
             return text  # somewhere else: the runner fetches it
         entity = entities.entity_of_result(result.group(2), result.group(3))
-        if entity is None:
+        if entity is None or not may_read(entity.owner_key, entity.public):
             return text  # a result URL of another server that looks like ours
         entity_id = entity.id
     else:
         entity_id = match.group(1)
         entity = entities.entity(entity_id)
-    if entity is None:
+    if entity is None or not may_read(entity.owner_key, entity.public):
         raise ParameterError(name, f"no result {entity_id} is known here")
     if entity.invalidated_at_time is not None:
         raise ParameterError(name, f"the result {entity_id} was deleted")

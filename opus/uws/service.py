@@ -8,6 +8,7 @@ HTTP handlers (:mod:`opus.web.uws`) only translate requests into calls here; the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import shutil
@@ -159,7 +160,8 @@ class JobService:
             raise ParameterError("ACTION", "not allowed at job creation")
         given_inputs, activity_params = inputs.split_inputs(activity, activity_params)
         values = validate_parameters(activity, activity_params)
-        references = {name: inputs.resolve_reference(self.entities, name, value)
+        may_read = functools.partial(self.policy.may_read, identity)
+        references = {name: inputs.resolve_reference(self.entities, name, value, may_read)
                       for name, value in given_inputs.items()}
         upload_names = self._upload_names(activity, uploads or {}, references)
         missing = [e.name for e in activity.used
@@ -343,7 +345,8 @@ class JobService:
         description = self.registry.get(activity)
         given_inputs, activity_params = inputs.split_inputs(description, activity_params)
         changes = validate_parameters(description, activity_params, partial=True)
-        changes.update({name: inputs.resolve_reference(self.entities, name, value)
+        may_read = functools.partial(self.policy.may_read, identity)
+        changes.update({name: inputs.resolve_reference(self.entities, name, value, may_read)
                         for name, value in given_inputs.items()})
         values: dict[str, Any] = {}
         if changes:

@@ -1,10 +1,12 @@
-"""``GET /provsap``: ProvSAP (:mod:`opus.provenance.provsap`) in every serialisation."""
+"""``GET /provsap``: ProvSAP (:mod:`opus.provenance.provsap`) in every serialisation, of the
+record as the caller may read it (:class:`opus.auth.AccessPolicy`)."""
 
 from __future__ import annotations
 
 import bottle
 from bottle import HTTPResponse
 
+from opus.auth import AccessPolicy
 from opus.config import Settings
 from opus.provenance.provsap import (
     CONTENT_TYPES,
@@ -14,7 +16,7 @@ from opus.provenance.provsap import (
     serialize,
 )
 from opus.storage.provenance import ProvenanceStore
-from opus.web.http import query_parameters
+from opus.web.http import identity, query_parameters
 from opus.web.openapi_schemas import (
     BOOLEAN_TEXT,
     PROVENANCE,
@@ -53,7 +55,8 @@ PROVSAP_PARAMETERS = (
           ("CONFIGURATION", "include parameters (default true)"))])
 
 
-def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings) -> None:
+def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings,
+            policy: AccessPolicy) -> None:
 
     @route(app, "GET", "/provsap", operation=Operation(
         "provsap", "ProvSAP: the provenance graph around entities, activities or agents",
@@ -61,7 +64,8 @@ def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings)
         parameters=PROVSAP_PARAMETERS))
     def provsap() -> HTTPResponse:
         query = parse_query(query_parameters(), settings.provenance_namespace)
-        graph = query_graph(provenance, query, settings.provsap_max_nodes)
+        graph = query_graph(provenance, query, settings.provsap_max_nodes,
+                            policy.viewer(identity()))
         body = serialize(graph, query, settings.provenance_namespace, settings.graph_timeout)
         headers = {"Content-Type": CONTENT_TYPES[query.format]}
         if graph.truncated:

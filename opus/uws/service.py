@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
+from opus.activities.server_paths import check_server_paths
 from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
@@ -159,6 +160,7 @@ class JobService:
             raise ParameterError("ACTION", "not allowed at job creation")
         given_inputs, activity_params = inputs.split_inputs(activity, activity_params)
         values = validate_parameters(activity, activity_params)
+        check_server_paths(activity, values, self.settings.data_roots)
         references = {name: inputs.resolve_reference(self.entities, name, value)
                       for name, value in given_inputs.items()}
         upload_names = self._upload_names(activity, uploads or {}, references)
@@ -343,6 +345,7 @@ class JobService:
         description = self.registry.get(activity)
         given_inputs, activity_params = inputs.split_inputs(description, activity_params)
         changes = validate_parameters(description, activity_params, partial=True)
+        check_server_paths(description, changes, self.settings.data_roots)
         changes.update({name: inputs.resolve_reference(self.entities, name, value)
                         for name, value in given_inputs.items()})
         values: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from opus.config import Settings, load_settings
 from opus.datalink.votable import LINKS_PATH
 from opus.services import Services, build_services
 from opus.web import datalink, discovery, openapi, provenance, provenance_templates, provsap
-from opus.web import tap, uws
+from opus.web import headers, tap, uws
 from opus.web.errors import ErrorPlugin, plain_error
 from opus.web.http import root_url
 from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None,
     app.install(ErrorPlugin(settings.max_body, services.authenticate,
                             base_url=settings.base_url,
                             proxies=TrustedProxies(settings.trusted_proxies)))
+    headers.install(app)
     uws.install(app, services.jobs, services.reports)
     provsap.install(app, services.provenance, settings, services.policy)
     provenance.install(app, services.jobs, services.store, services.provenance, settings)

@@ -30,6 +30,26 @@ def _logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+#: Files OPUS creates are the server account's alone (job folders, uploads, results, the
+#: SQLite database and its -wal, -shm and lock files): folders 0700, files 0600.
+PRIVATE_UMASK = 0o077
+
+
+def private_data_dir(settings: Settings) -> None:
+    """The process umask and the data folders of a server process, private to its
+    account (an existing folder open to others is closed); the process not dumpable."""
+    from opus.execution.sandbox import not_dumpable
+
+    os.umask(PRIVATE_UMASK)
+    not_dumpable()  # its environment (a database URL) is not for an activity to read
+    for directory in (settings.data_dir, settings.jobs_dir, settings.run_dir):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = directory.stat().st_mode
+        if mode & 0o077:
+            log.info("closing %s to other accounts (was %o)", directory, mode & 0o777)
+            directory.chmod(mode & 0o700)
+
+
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     from opus.storage.engine import make_engine, upgrade
 
@@ -43,6 +63,7 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from opus.services import build_services
     from opus.execution.scheduler import main_loop
 
+    private_data_dir(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -108,7 +129,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.listening_on(host=args.host, port=args.port)
     if args.workers is not None:
         settings = settings.replace(workers=args.workers)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     upgrade(make_engine(settings.effective_database_url))
     environment = {**os.environ, "OPUS_HOST": settings.host, "OPUS_PORT": str(settings.port),
                    "OPUS_BASE_URL": settings.base_url, "OPUS_DATA_DIR": str(settings.data_dir)}

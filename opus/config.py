@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     fetch_block_private: bool = True
     """Refuse input URLs of private, loopback and link-local addresses (server-side
     request forgery)."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders of this server whose contents clients may name: a parameter declared as a
+    server path (``xtype="opus:serverpath"``, such as gammapy_maps' ``datastore``) must lie
+    under one of them once resolved (symlinks followed), or the job is refused with a 400;
+    empty: every server path is refused. JSON list in ``OPUS_DATA_ROOTS``."""
 
     # Provenance
     provenance_namespace: str = "ivo://opus.local/provenance#"

@@ -21,6 +21,7 @@ the activity description declares.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
@@ -130,9 +131,10 @@ def upload_path(job_dir: Path, name: str) -> Path:
 def save_upload(job_dir: Path, name: str, stream: BinaryIO, limit: int) -> int:
     """Copy an uploaded part to the job directory; 413 (and nothing kept) past ``limit``."""
     target = upload_path(job_dir, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.parent.mkdir(exist_ok=True, mode=0o700)
     size = 0
-    with open(target, "wb") as out:
+    with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for block in iter(lambda: stream.read(1 << 20), b""):
             size += len(block)
             if size > limit:

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
+from opus.activities.server_paths import check_server_paths
 from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
@@ -160,6 +161,7 @@ class JobService:
             raise ParameterError("ACTION", "not allowed at job creation")
         given_inputs, activity_params = inputs.split_inputs(activity, activity_params)
         values = validate_parameters(activity, activity_params)
+        check_server_paths(activity, values, self.settings.data_roots)
         may_read = functools.partial(self.policy.may_read, identity)
         references = {name: inputs.resolve_reference(self.entities, name, value, may_read)
                       for name, value in given_inputs.items()}
@@ -345,6 +347,7 @@ class JobService:
         description = self.registry.get(activity)
         given_inputs, activity_params = inputs.split_inputs(description, activity_params)
         changes = validate_parameters(description, activity_params, partial=True)
+        check_server_paths(description, changes, self.settings.data_roots)
         may_read = functools.partial(self.policy.may_read, identity)
         changes.update({name: inputs.resolve_reference(self.entities, name, value, may_read)
                         for name, value in given_inputs.items()})

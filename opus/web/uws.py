@@ -39,6 +39,7 @@ from opus.uws.models import END_PHASES, Job, JobResult
 from opus.uws.params import format_datetime
 from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
+from opus.web.headers import serve_file
 from opus.web.http import (
     XML,
     identity,
@@ -332,8 +333,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
     def get_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:
         upload = service.upload_file(identity(), activity, job_id, name)
         if upload is not None:  # UWS 1.1 section 2.2.3.1.1: inline content is served here
-            return bottle.static_file(upload.name, root=str(upload.parent),
-                                      mimetype="application/octet-stream")
+            return serve_file(upload, "application/octet-stream")
         job = service.get(identity(), activity, job_id, with_results=False)
         for key, value in job.parameters.items():
             if key.lower() == name.lower():
@@ -398,9 +398,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
             if job.phase in END_PHASES:
                 return see_other(provenance_url(job_id))
         result, path = service.result_file(identity(), activity, job_id, result_id)
-        # bottle.static_file gives Content-Length, Range, HEAD and conditional requests.
-        return bottle.static_file(path.name, root=str(path.parent),
-                                  mimetype=result.mime_type or "application/octet-stream")
+        return serve_file(path, result.mime_type or "application/octet-stream")
 
     @route(app, "POST", "/internal/jobs/<job_id>/report", operation=None)
     def runner_report(job_id: str) -> HTTPResponse:

@@ -1,7 +1,8 @@
 """The one error path of the web application: every route's failures are answered here.
 
 A bottle plugin wraps every route. Before the handler it refuses bodies over the limit
-(413) and resolves the caller's identity once (:class:`opus.auth.Authenticator`); around it
+(413) and resolves the caller's identity once (:class:`opus.auth.Authenticator`, through
+the web client's session cookie when there is one: :mod:`opus.web.sessions`); around it
 it turns
 
 - an :class:`opus.errors.ClientError` into its status (400, 401, 403, 404, 409, 413, 415),
@@ -13,8 +14,9 @@ it turns
 
 each written in the error format the route declares with ``errors=...`` in its route
 config: ``"uws"`` (the default: plain text, or ``{"error", "status"}`` JSON when the client
-prefers JSON to text, UWS 1.1 section 2.2) or ``"dali"`` (a VOTable error document, DALI 1.1
-section 4.4, for DataLink and other DALI services). Anything else is a bug: bottle answers
+prefers JSON to text, UWS 1.1 section 2.2), ``"dali"`` (a VOTable error document, DALI 1.1
+section 4.4, for DataLink and other DALI services) or a format given to the plugin (the web
+client's ``"html"`` pages, :mod:`opus.web.pages`). Anything else is a bug: bottle answers
 it through :func:`plain_error`, which logs the traceback and says 500.
 """
 
@@ -86,12 +88,19 @@ class ErrorPlugin:
     name = "opus.errors"
     api = 2
 
-    def __init__(self, max_body: int, authenticate: Callable[[Any], Identity]) -> None:
+    def __init__(self, max_body: int, authenticate: Callable[[Any], Identity],
+                 identify: Callable[[bottle.BaseRequest], Identity] | None = None,
+                 renderers: Mapping[str, Renderer] | None = None) -> None:
+        """``identify``: the identity of a request, when more than its headers decide it
+        (the web client's session cookie); by default ``authenticate(headers)``.
+        ``renderers``: more error formats (the web client's HTML pages)."""
         self.max_body = max_body
         self.authenticate = authenticate
+        self.identify = identify or (lambda req: authenticate(req.headers))
+        self.renderers = {**RENDERERS, **(renderers or {})}
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
-        render = RENDERERS[route.config.get("errors", "uws")]
+        render = self.renderers[route.config.get("errors", "uws")]
 
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -101,7 +110,7 @@ class ErrorPlugin:
                     raise PayloadTooLargeError(
                         f"request body of {length} bytes exceeds the limit of "
                         f"{self.max_body}")
-                request.environ["opus.identity"] = self.authenticate(request.headers)
+                request.environ["opus.identity"] = self.identify(request)
                 return callback(*args, **kwargs)
             except ClientError as error:
                 if error.status != 413:

@@ -16,7 +16,7 @@ ID that does not exist.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -162,8 +162,10 @@ class GraphTooLargeError(ServiceUnavailableError):
     layout budget), not of the request, answered 503 and logged."""
 
 
-def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float) -> bytes:
-    """``graph`` in the query's RESPONSEFORMAT."""
+def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float,
+              node_url: Callable[[str], str] | None = None) -> bytes:
+    """``graph`` in the query's RESPONSEFORMAT; an SVG's nodes link to ``node_url(local
+    id)`` when it is given."""
     if query.format == "votable":
         from opus.provenance.votable import graph_to_votable
 
@@ -173,7 +175,8 @@ def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float)
 
         try:
             picture: Literal["svg", "png"] = "svg" if query.format == "svg" else "png"
-            return render(graph_to_dot(graph, namespace), picture, timeout=timeout)
+            links = node_url if picture == "svg" else None
+            return render(graph_to_dot(graph, namespace, links), picture, timeout=timeout)
         except RenderError as error:
             raise GraphTooLargeError(f"{error}; ask for a smaller DEPTH or another "
                                      f"RESPONSEFORMAT", retry_after=60) from None

@@ -20,7 +20,17 @@ import sqlalchemy as sa
 from opus.storage.engine import write_transaction
 from opus.storage.tables import cleanups, jobs, results
 from opus.storage.events import JobEvents, Message
-from opus.uws.models import Change, Job, JobRef, JobResult, Phase, RunEnd, utcnow
+from opus.uws.models import (
+    Change,
+    Job,
+    JobPage,
+    JobRef,
+    JobResult,
+    JobSummary,
+    Phase,
+    RunEnd,
+    utcnow,
+)
 
 #: Written in the transaction that ends a job (the run's provenance record).
 EndHook = Callable[[sa.Connection, RunEnd], None]
@@ -159,6 +169,65 @@ class JobStore:
         with self.engine.connect() as connection:
             return [JobRef(row.job_id, Phase(row.phase), row.run_id, row.owner_id,
                            row.creation_time) for row in connection.execute(query)]
+
+    def browse(
+        self,
+        activities: Sequence[str],
+        *,
+        owner_key: str | None = None,
+        filter_owner: bool = False,
+        phases: Iterable[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        older: int | None = None,
+        newer: int | None = None,
+        size: int = 25,
+    ) -> JobPage:
+        """A page of ``size`` jobs of these activities, newest first: the newest ones, those
+        just older than position ``older``, or those just newer than ``newer``. Without
+        ``phases`` ARCHIVED jobs are left out; ``created_after`` is inclusive,
+        ``created_before`` exclusive.
+
+        One query per activity, each reading at most ``size + 1`` entries of its
+        (activity, owner_key, id) or (activity, phase, id) index, merged here: one query
+        over several activities would sort every matching row (100,000 of them, say)."""
+        upward = newer is not None and older is None
+        columns = (jobs.c.id, jobs.c.job_id, jobs.c.activity, jobs.c.phase, jobs.c.run_id,
+                   jobs.c.owner_id, jobs.c.creation_time, jobs.c.start_time, jobs.c.end_time)
+        rows: list[sa.Row[Any]] = []
+        with self.engine.connect() as connection:
+            for activity in sorted(set(activities)):
+                query = sa.select(*columns).where(jobs.c.activity == activity)
+                if filter_owner:
+                    query = query.where(jobs.c.owner_key.is_(None) if owner_key is None
+                                        else jobs.c.owner_key == owner_key)
+                query = query.where(jobs.c.phase.in_(sorted(set(phases))) if phases
+                                    else jobs.c.phase != Phase.ARCHIVED)
+                if created_after is not None:
+                    query = query.where(jobs.c.creation_time >= created_after)
+                if created_before is not None:
+                    query = query.where(jobs.c.creation_time < created_before)
+                if older is not None:
+                    query = query.where(jobs.c.id < older)
+                elif newer is not None:
+                    query = query.where(jobs.c.id > newer)
+                query = query.order_by(jobs.c.id.asc() if upward else jobs.c.id.desc())
+                rows.extend(connection.execute(query.limit(size + 1)))
+        rows.sort(key=lambda row: row.id, reverse=not upward)
+        more = len(rows) > size
+        rows = rows[:size]
+        if upward:
+            rows.reverse()
+        found = tuple(JobSummary(row.id, row.job_id, row.activity, Phase(row.phase),
+                                 row.run_id, row.owner_id, row.creation_time, row.start_time,
+                                 row.end_time) for row in rows)
+        if not found:
+            return JobPage(found)
+        if upward:
+            return JobPage(found, older=found[-1].position,
+                           newer=found[0].position if more else None)
+        return JobPage(found, older=found[-1].position if more else None,
+                       newer=found[0].position if older is not None else None)
 
     # -- updates -----------------------------------------------------------------------
     def update(

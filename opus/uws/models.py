@@ -110,6 +110,32 @@ class JobRef:
 
 
 @dataclass(frozen=True)
+class JobSummary:
+    """A line of the web client's job list, which spans activities. ``position`` is the
+    store's order of creation (newer jobs have larger positions): the paging cursor."""
+
+    position: int
+    job_id: str
+    activity: str
+    phase: Phase
+    run_id: str | None
+    owner_id: str | None
+    creation_time: dt.datetime
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a job list, newest first; ``older`` / ``newer``: the cursors of the
+    neighbouring pages (None: there is none)."""
+
+    jobs: tuple[JobSummary, ...]
+    older: int | None = None
+    newer: int | None = None
+
+
+@dataclass(frozen=True)
 class RunEnd:
     """How a run ended, as the provenance record keeps it (ProvenanceDM 1.0 section 2):
     written in the transaction that moves the job to ``phase``. ``outcome`` is what the

@@ -32,6 +32,7 @@ from opus.uws.models import (
     END_PHASES,
     RUNNING_PHASES,
     Job,
+    JobPage,
     JobRef,
     JobResult,
     Phase,
@@ -91,6 +92,22 @@ class JobService:
         filter_owner, owner = self.policy.owner_filter(identity)
         return self.store.list_jobs(activity, owner_key=owner, filter_owner=filter_owner,
                                phases=phases or None, after=after, last=last)
+
+    def browse(self, identity: Identity, activity: str | None = None,
+               **query: Any) -> JobPage:
+        """A page of the jobs ``identity`` lists, of one activity or of all, newest first
+        (the web client's list; ``query``: the filters and cursors of JobStore.browse)."""
+        names = [self.registry.get(activity).name] if activity else self.registry.names()
+        filter_owner, owner = self.policy.owner_filter(identity)
+        return self.store.browse(names, owner_key=owner, filter_owner=filter_owner, **query)
+
+    def find(self, identity: Identity, job_id: str, *, with_results: bool = True) -> Job:
+        """The job ``job_id``, whatever its activity, if ``identity`` may see it."""
+        job = self.store.get(job_id, with_results=False) \
+            if params.plausible_job_id(job_id) else None
+        if job is None:
+            raise NotFoundError(f"no job {params.shown(job_id)}")
+        return self.get(identity, job.activity, job_id, with_results=with_results)
 
     def wait(
         self,

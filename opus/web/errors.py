@@ -1,7 +1,8 @@
 """The one error path of the web application: every route's failures are answered here.
 
 A bottle plugin wraps every route. Before the handler it refuses bodies over the limit
-(413), resolves the caller's identity once (:class:`opus.auth.Authenticator`; the identity
+(413), resolves the caller's identity once (:class:`opus.auth.Authenticator`, through
+the web client's session cookie when there is one: :mod:`opus.web.sessions`; the identity
 header of a proxy only from a trusted one, :mod:`opus.web.proxies`) and the root of the
 URLs this answer may write (``base_url``, or what a trusted proxy says); after it, an
 authenticated answer names the user in ``x-vo-authenticated`` (SSO 2.x WD section 2.3) and
@@ -18,8 +19,9 @@ the handler it turns
 each written in the error format the route declares with ``errors=...`` in its route
 config: ``"uws"`` (the default: plain text, or ``{"error", "status"}`` JSON when the client
 prefers JSON to text, UWS 1.1 section 2.2), ``"dali"`` (a VOTable error document, DALI 1.1
-section 4.4, for DataLink and other DALI services) or ``"tap"`` (the same document without
-DataLink's fault names and links table, for ProvTAP). Anything else is a bug: bottle answers
+section 4.4, for DataLink and other DALI services), ``"tap"`` (the same document without
+DataLink's fault names and links table, for ProvTAP) or a format given to the plugin (the
+web client's ``"html"`` pages, :mod:`opus.web.pages`). Anything else is a bug: bottle answers
 it through :func:`plain_error`, which logs the traceback and says 500.
 """
 
@@ -57,6 +59,8 @@ log = logging.getLogger("opus.http")
 DATABASE_RETRY_AFTER = 5
 
 Renderer = Callable[[str, int], HTTPResponse]
+#: The identity of a request, given whether it comes straight from a trusted proxy.
+Identify = Callable[[bottle.BaseRequest, bool], Identity]
 
 
 def uws_error(message: str, status: int) -> HTTPResponse:
@@ -101,14 +105,21 @@ class ErrorPlugin:
     api = 2
 
     def __init__(self, max_body: int, authenticate: Authenticator, *, base_url: str,
-                 proxies: TrustedProxies) -> None:
+                 proxies: TrustedProxies, identify: Identify | None = None,
+                 renderers: Mapping[str, Renderer] | None = None) -> None:
+        """``identify``: the identity of a request, when more than its headers decide it
+        (the web client's session cookie); by default ``authenticate(headers)``.
+        ``renderers``: more error formats (the web client's HTML pages)."""
         self.max_body = max_body
         self.authenticate = authenticate
         self.base_url = base_url
         self.proxies = proxies
+        self.identify: Identify = identify or (
+            lambda req, trusted: authenticate(req.headers, trusted_proxy=trusted))
+        self.renderers = {**RENDERERS, **(renderers or {})}
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
-        render = RENDERERS[route.config.get("errors", "uws")]
+        render = self.renderers[route.config.get("errors", "uws")]
 
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -130,9 +141,8 @@ class ErrorPlugin:
                         f"{self.max_body}")
                 environ[ROOT_URL] = self.proxies.root_url(environ, self.base_url)
                 environ[CLIENT_ADDRESS] = self.proxies.client_address(environ)
-                environ[IDENTITY] = self.authenticate(
-                    request.headers, trusted_proxy=self.proxies.trusts(
-                        environ.get("REMOTE_ADDR")))
+                environ[IDENTITY] = self.identify(
+                    request, self.proxies.trusts(environ.get("REMOTE_ADDR")))
                 return callback(*args, **kwargs)
             except ClientError as error:
                 if error.status != 413:

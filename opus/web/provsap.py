@@ -1,7 +1,12 @@
 """``GET /provsap``: ProvSAP (:mod:`opus.provenance.provsap`) in every serialisation, of the
-record as the caller may read it (:class:`opus.auth.AccessPolicy`)."""
+record as the caller may read it (:class:`opus.auth.AccessPolicy`).
+
+In the SVG every node links to the web client's page for it (:data:`NODE_PAGE`: the job
+page of a run, else the provenance view of the node)."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import bottle
 from bottle import HTTPResponse
@@ -16,7 +21,7 @@ from opus.provenance.provsap import (
     serialize,
 )
 from opus.storage.provenance import ProvenanceStore
-from opus.web.http import identity, query_parameters
+from opus.web.http import identity, query_parameters, root_url
 from opus.web.openapi_schemas import (
     BOOLEAN_TEXT,
     PROVENANCE,
@@ -26,6 +31,8 @@ from opus.web.openapi_schemas import (
 )
 from opus.web.routing import Operation, route
 
+#: The web client's page of a provenance node (:mod:`opus.web.pages`), ``?ID=opus:...``.
+NODE_PAGE = "/ui/provenance/node"
 #: What ``GET /provsap`` answers, by RESPONSEFORMAT.
 GRAPH_OK = ok("the graph", {
     "application/x-prov+json": {"type": "object"},
@@ -66,7 +73,9 @@ def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings,
         query = parse_query(query_parameters(), settings.provenance_namespace)
         graph = query_graph(provenance, query, settings.provsap_max_nodes,
                             policy.viewer(identity()))
-        body = serialize(graph, query, settings.provenance_namespace, settings.graph_timeout)
+        root = root_url()
+        body = serialize(graph, query, settings.provenance_namespace, settings.graph_timeout,
+                         lambda local: f"{root}{NODE_PAGE}?ID={quote('opus:' + local)}")
         headers = {"Content-Type": CONTENT_TYPES[query.format]}
         if graph.truncated:
             headers["X-OPUS-Truncated"] = f"node cap {settings.provsap_max_nodes} reached"

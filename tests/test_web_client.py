@@ -452,12 +452,12 @@ def test_sign_in_redirects_only_to_pages_and_refuses_other_sites(web: Server) ->
 def test_the_cookie_is_secure_behind_https() -> None:
     from bottle import HTTPResponse
 
-    from opus.auth import Identity
+    from opus.auth import Authenticator, Identity
     from opus.web.sessions import Sessions
 
     response = HTTPResponse()
-    Sessions(lambda headers: Identity("eve", "k"), "https://opus.example").sign_in(
-        response, "a-token", "/opus/")
+    Sessions(Authenticator(lambda token: Identity("eve", "k")), "https://opus.example"
+             ).sign_in(response, "a-token", "/opus/")
     cookie = dict(response.headerlist)["Set-Cookie"]
     assert "Secure" in cookie and "Path=/opus/" in cookie and "HttpOnly" in cookie
 

@@ -133,7 +133,7 @@ class Pages:
 
     def respond(self, template: str, status: int = 200, **context: Any) -> HTTPResponse:
         """The page ``template`` in the site's layout, for the caller of this request."""
-        user = request.environ.get("opus.identity", ANONYMOUS)
+        user = request.environ.get("opus.identity") or ANONYMOUS  # None: not resolved
         here = request.path  # below the application's root
         if request.query_string:
             here += f"?{request.query_string}"

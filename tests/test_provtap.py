@@ -37,10 +37,15 @@ def rows_of(document: bytes) -> list[list[str | None]]:
             for tr in root.iterfind(".//v:TABLEDATA/v:TR", VOT)]
 
 
+#: ProvTAP runs its queries on PostgreSQL only: these tests run on that backend alone (no
+#: skipped SQLite twins), the SQLite answer has its own test.
+ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def pg(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("ProvTAP queries need PostgreSQL")
+    assert backend == "postgresql"
 
 
 def run_echo(server: Server, session: requests.Session, text: str) -> str:
@@ -60,8 +65,7 @@ def run_echo(server: Server, session: requests.Session, text: str) -> str:
 
 @pytest.fixture(scope="module")
 def tokens(server: Server, backend: str) -> dict[str, str]:
-    if backend != "postgresql":
-        pytest.skip("ProvTAP queries need PostgreSQL")
+    assert backend == "postgresql"
     port = server.url.rsplit(":", 1)[1]
     made = {}
     for name, admin in (("alice", False), ("bob", False), ("root", True)):
@@ -71,9 +75,8 @@ def tokens(server: Server, backend: str) -> dict[str, str]:
     return made
 
 
+@ON_SQLITE
 def test_sqlite_answers_provtap_needs_postgresql(server: Server, backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("the SQLite answer")
     for path in ("/tap/sync?LANG=ADQL&QUERY=SELECT%20*%20FROM%20provenance.entity",
                  "/tap/tables", "/tap/capabilities"):
         response = requests.get(f"{server.url}{path}")
@@ -86,6 +89,7 @@ def test_sqlite_answers_provtap_needs_postgresql(server: Server, backend: str) -
     assert availability.status_code == 200 and b"false" in availability.content
 
 
+@ON_POSTGRESQL
 def test_pyvo_finds_the_entity_of_an_echo_job(server: Server, pg: None) -> None:
     job_id = run_echo(server, requests.Session(), "hello provtap")
     service = pyvo.dal.TAPService(f"{server.url}/tap")
@@ -114,6 +118,7 @@ def test_pyvo_finds_the_entity_of_an_echo_job(server: Server, pg: None) -> None:
     assert_valid_votable(posted.content)
 
 
+@ON_POSTGRESQL
 def test_maxrec_overflow(server: Server, pg: None) -> None:
     job_id = run_echo(server, requests.Session(), "overflow")
     query = f"SELECT id FROM provenance.entity WHERE job_id = '{job_id}'"
@@ -142,6 +147,7 @@ def test_maxrec_overflow(server: Server, pg: None) -> None:
     ("SELECT * FROM pg_catalog.pg_authid", "is not available"),
     ("SELECT id FROM provenance.entity; SELECT 1 FROM provenance.activity", "one statement"),
 ])
+@ON_POSTGRESQL
 def test_bad_adql_is_400_naming_the_problem(server: Server, pg: None, query: str,
                                             problem: str) -> None:
     response = sync(requests.Session(), server, query)
@@ -157,6 +163,7 @@ def test_bad_adql_is_400_naming_the_problem(server: Server, pg: None, query: str
     "pg_read_file('/etc/passwd')", "pg_sleep(5)", "pg_catalog.set_config('a', 'b', true)",
     '"set_config"(\'opus.tap_admin\', \'on\', true)', "lower(name)", "version()",
 ])
+@ON_POSTGRESQL
 def test_functions_outside_adql_are_refused(server: Server, pg: None, call: str) -> None:
     for query in (f"SELECT {call} FROM provenance.entity",
                   f"SELECT id FROM provenance.entity WHERE {call} = 'x'",
@@ -168,6 +175,7 @@ def test_functions_outside_adql_are_refused(server: Server, pg: None, call: str)
         assert value == "ERROR"
 
 
+@ON_POSTGRESQL
 def test_other_parameters(server: Server, pg: None) -> None:
     session = requests.Session()
     query = "SELECT TOP 1 table_name FROM tap_schema.tables"
@@ -185,6 +193,7 @@ def test_other_parameters(server: Server, pg: None) -> None:
     assert fine.status_code == 200
 
 
+@ON_POSTGRESQL
 def test_private_provenance_is_invisible_to_others(server: Server,
                                                    tokens: dict[str, str]) -> None:
     alice, bob, root = (as_user(tokens[name]) for name in ("alice", "bob", "root"))
@@ -238,6 +247,7 @@ def test_private_provenance_is_invisible_to_others(server: Server,
     assert failing.status_code == 400 and b"division by zero" in failing.content
 
 
+@ON_POSTGRESQL
 def test_tables_and_tap_schema_describe_every_column(server: Server, pg: None) -> None:
     service = pyvo.dal.TAPService(f"{server.url}/tap")
     tables = {table.name: table for table in service.tables}
@@ -256,6 +266,7 @@ def test_tables_and_tap_schema_describe_every_column(server: Server, pg: None) -
     assert {row["table_name"] for row in declared} == expected
 
 
+@ON_POSTGRESQL
 def test_taplint_reports_no_errors(server: Server, pg: None) -> None:
     program = stilts()
     run_echo(server, requests.Session(), "taplint")

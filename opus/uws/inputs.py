@@ -88,6 +88,23 @@ def split_inputs(activity: ActivityDescription, submitted: Mapping[str, str]
     return inputs, rest
 
 
+def upload_names(activity: ActivityDescription, uploads: Mapping[str, BinaryIO],
+                 references: Mapping[str, str]) -> dict[str, str]:
+    """{multipart part name: used entity name}, refusing parts that are no file input
+    of the activity or that duplicate an input given by reference."""
+    names: dict[str, str] = {}
+    for part in uploads:
+        entity = used_entity(activity, part)
+        if entity is None:
+            accepted = ", ".join(e.name for e in activity.used) or "none"
+            raise ParameterError(part[:100], f"is not a file input of {activity.name} "
+                                             f"(file inputs: {accepted})")
+        if entity.name in references or entity.name in names.values():
+            raise ParameterError(entity.name, "given more than once")
+        names[part] = entity.name
+    return names
+
+
 def kind_of(value: str) -> str:
     """'upload', 'entity' or 'url' for a stored input value."""
     if value.startswith(UPLOAD_PREFIX):

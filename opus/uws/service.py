@@ -182,7 +182,7 @@ class JobService:
         may_read = functools.partial(self.policy.may_read, identity)
         references = {name: inputs.resolve_reference(self.entities, name, value, may_read)
                       for name, value in given_inputs.items()}
-        upload_names = self._upload_names(activity, uploads or {}, references)
+        upload_names = inputs.upload_names(activity, uploads or {}, references)
         missing = [e.name for e in activity.used
                    if e.name not in references and e.name not in upload_names.values()]
         if missing:
@@ -216,23 +216,6 @@ class JobService:
             shutil.rmtree(job_dir, ignore_errors=True)  # no orphaned uploads
             raise
         return job
-
-    @staticmethod
-    def _upload_names(activity: ActivityDescription, uploads: Mapping[str, BinaryIO],
-                      references: Mapping[str, str]) -> dict[str, str]:
-        """{multipart part name: used entity name}, refusing parts that are no file input
-        of the activity or that duplicate an input given by reference."""
-        names: dict[str, str] = {}
-        for part in uploads:
-            entity = inputs.used_entity(activity, part)
-            if entity is None:
-                accepted = ", ".join(e.name for e in activity.used) or "none"
-                raise ParameterError(part[:100], f"is not a file input of {activity.name} "
-                                                 f"(file inputs: {accepted})")
-            if entity.name in references or entity.name in names.values():
-                raise ParameterError(entity.name, "given more than once")
-            names[part] = entity.name
-        return names
 
     def reference_hrefs(self, job: Job, job_url: str) -> dict[str, str]:
         """{parameter: URL} of the job's inputs given by reference, for byReference

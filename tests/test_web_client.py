@@ -14,6 +14,7 @@ With ``OPUS_WEB_DOCS=DIR`` the gammapy test also writes the README's screenshots
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -63,10 +64,18 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server-path root of the module's server (setting ``data_roots``): the demo
+    data store of the gammapy_maps page is made in it."""
+    return tmp_path_factory.mktemp("data-root")
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterator[Server]:
     """One server for this module (SQLite: the stores are tested on both backends
     elsewhere; these tests are about the pages)."""
-    server = start_server(tmp_path_factory.mktemp("web"), "")
+    server = start_server(tmp_path_factory.mktemp("web"), "",
+                          data_roots=json.dumps([str(data_root)]))
     yield server
     server.stop()
 
@@ -556,14 +565,14 @@ def test_the_provenance_svg_links_its_nodes_to_the_pages(web: Server) -> None:
 
 # -- gammapy_maps: previews of images, FITS and JSON; the README's screenshots -------------
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_store(data_root: Path) -> Path:
     try:
         import gammapy  # noqa: F401
     except ImportError:
         if os.environ.get("OPUS_REQUIRE_GAMMAPY") == "1":
             raise
         pytest.skip("gammapy is not installed (the opus[gammapy] extra)")
-    directory = tmp_path_factory.mktemp("dl3")
+    directory = data_root / "dl3"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_dl3.py"), str(directory),
                     "--seed", "0"], check=True, capture_output=True, timeout=180)
     return directory

@@ -22,12 +22,25 @@ from bottle import HTTPResponse, request, response
 #: not an OPUS page.
 CONTENT_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 
+#: The Content-Security-Policy of OPUS's own documents that are not pages (the provenance
+#: SVG): loaded with this server's origin, so a page can embed them and their links
+#: navigate, but nothing runs and nothing is loaded from elsewhere.
+DOCUMENT_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+
 _FOREIGN = "opus.foreign_content"
+_OWN_DOCUMENT = "opus.own_document"
 
 
 def foreign(answer: HTTPResponse) -> HTTPResponse:
     """Mark ``answer`` as content OPUS did not write (it gets :data:`CONTENT_POLICY`)."""
     request.environ[_FOREIGN] = True
+    return answer
+
+
+def own_document(answer: HTTPResponse) -> HTTPResponse:
+    """Mark ``answer`` as a document OPUS wrote that embeds no script (it gets
+    :data:`DOCUMENT_POLICY`)."""
+    request.environ[_OWN_DOCUMENT] = True
     return answer
 
 
@@ -45,7 +58,9 @@ def is_opus_page() -> bool:
 def add_security_headers() -> None:
     """bottle ``after_request`` hook: the headers of this module on the answer."""
     response.set_header("X-Content-Type-Options", "nosniff")
-    if not is_opus_page():
+    if request.environ.get(_OWN_DOCUMENT) and not request.environ.get(_FOREIGN):
+        response.set_header("Content-Security-Policy", DOCUMENT_POLICY)
+    elif not is_opus_page():
         response.set_header("Content-Security-Policy", CONTENT_POLICY)
 
 

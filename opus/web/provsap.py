@@ -21,6 +21,7 @@ from opus.provenance.provsap import (
     serialize,
 )
 from opus.storage.provenance import ProvenanceStore
+from opus.web.headers import own_document
 from opus.web.http import identity, query_parameters, root_url
 from opus.web.openapi_schemas import (
     BOOLEAN_TEXT,
@@ -79,4 +80,8 @@ def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings,
         headers = {"Content-Type": CONTENT_TYPES[query.format]}
         if graph.truncated:
             headers["X-OPUS-Truncated"] = f"node cap {settings.provsap_max_nodes} reached"
-        return HTTPResponse(body=body, headers=headers)
+        answer = HTTPResponse(body=body, headers=headers)
+        # The picture is OPUS's own (graphviz from the record, every text escaped): the web
+        # client embeds it and its node links navigate, so it is not sandboxed; no script
+        # may run in it all the same.
+        return own_document(answer) if query.format == "svg" else answer

@@ -307,8 +307,13 @@ def test_results_uploads_and_pictures_cannot_run_script(srv: Server) -> None:
     assert_inert(srv.session.get(f"{job_url}/results/output"))
     assert_inert(srv.session.get(f"{job_url}/results/stdout"))
     assert_inert(srv.session.get(f"{job_url}/parameters/input"))
-    assert_inert(srv.session.get(f"{srv.url}/provsap",
-                                 params={"ID": job_id_of(job_url), "RESPONSEFORMAT": "svg"}))
+    # OPUS's own picture of the record: not sandboxed (the web client embeds it and its
+    # node links navigate), but no script runs in it and nothing loads from elsewhere.
+    picture = srv.session.get(f"{srv.url}/provsap",
+                              params={"ID": job_id_of(job_url), "RESPONSEFORMAT": "svg"})
+    assert picture.status_code == 200 and picture.headers["X-Content-Type-Options"] == "nosniff"
+    policy = picture.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy
     # An OPUS page is no foreign content: it is not sandboxed (its form must submit).
     page = srv.session.get(f"{srv.url}/activities/copy/form")
     assert page.status_code == 200

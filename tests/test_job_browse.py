@@ -16,7 +16,6 @@ from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
 from opus.auth import Identity
 from opus.config import Settings
-from opus.storage.engine import make_engine, upgrade
 from opus.storage.events import make_events
 from opus.storage.jobs import JobStore
 from opus.storage.tables import jobs
@@ -29,20 +28,6 @@ ALICE = Identity("alice", "k-alice")
 BOB = Identity("bob", "k-bob")
 ADMIN = Identity("root", "k-root", admin=True)
 START = dt.datetime(2026, 1, 1)
-
-
-@pytest.fixture
-def engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
-    if backend == "postgresql":
-        from conftest import _fresh_pg_database
-
-        url = _fresh_pg_database(request)
-    else:
-        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ root; a URL input is fetched from the address that was checked.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import http.server
 import json
@@ -32,14 +31,13 @@ from typing import Any, ClassVar
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import BIN, ROOT, UWS_NS, Server, start_server
+from conftest import BIN, ROOT, UWS_NS, Server, start_server, write_activities
 
 from opus.activities.model import (
     ActivityDescription,
     EntityDescription,
     ParameterDescription,
 )
-from opus.activities.votable import read_activity, write_activity
 
 CANARY = f"canary-{uuid.uuid4().hex}"
 
@@ -100,13 +98,7 @@ def integrity_activities(tmp_path_factory: pytest.TempPathFactory) -> Path:
             generated=(_text_output("output"),),
         ),
     ]
-    for name in ("sleep", "gammapy_maps"):
-        real = read_activity(ROOT / "activity_descriptions" / f"{name}.xml")
-        absolute = (str(ROOT / real.command[0]),) + real.command[1:]
-        activities.append(dataclasses.replace(real, command=absolute))
-    for activity in activities:
-        (directory / f"{activity.name}.xml").write_bytes(write_activity(activity))
-    return directory
+    return write_activities(directory, activities, ("sleep", "gammapy_maps"))
 
 
 @pytest.fixture(scope="module")

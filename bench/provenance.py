@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 import uws as uwsbench  # noqa: E402  (bench/uws.py: servers, databases, HTTP client)
 
+from opus.auth import Viewer  # noqa: E402
 from opus.config import load_settings  # noqa: E402
 from opus.storage.engine import make_engine  # noqa: E402
 from opus.storage import tables as t  # noqa: E402
@@ -203,9 +204,10 @@ def timed(client: uwsbench.Client, path: str, repeats: int) -> dict[str, Any]:
 
 
 def explain(engine: sa.Engine, pairs: list[tuple[str, str]]) -> str:
-    """The database's plan for a search (literal values, as the planner sees them)."""
+    """The database's plan for a search (literal values, as the planner sees them), made
+    for an anonymous caller, as the benchmark's requests are."""
     query = parse_search(pairs, "ivo://opus.local/provenance#")
-    compiled = statement(query).compile(dialect=engine.dialect,
+    compiled = statement(query, viewer=Viewer()).compile(dialect=engine.dialect,
                                         compile_kwargs={"literal_binds": True})
     prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN ANALYZE "
     with engine.connect() as connection:

@@ -12,11 +12,13 @@ from opus.config import Settings, load_settings
 from opus.datalink.votable import LINKS_PATH
 from opus.services import Services, build_services
 from opus.web import datalink, discovery, openapi, provenance, provenance_templates, provsap
-from opus.web import uws
+from opus.web import headers, job_pages, pages, tap, uws
 from opus.web.errors import ErrorPlugin, plain_error
-from opus.web.http import root_url
+from opus.web.http import prefers, root_url, see_other
 from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
+from opus.web.proxies import TrustedProxies
 from opus.web.routing import Operation, route
+from opus.web.sessions import Sessions
 
 
 def create_app(settings: Settings | None = None,
@@ -27,22 +29,37 @@ def create_app(settings: Settings | None = None,
     app = bottle.Bottle(catchall=True)
     app.config["opus.services"] = services  # for tests and embedding applications
     app.default_error_handler = plain_error
-    app.install(ErrorPlugin(settings.max_body, services.authenticate))
+    sessions = Sessions(services.authenticate, settings.base_url)
+    web_client = pages.Pages(services.jobs, sessions, settings)
+    app.install(ErrorPlugin(settings.max_body, services.authenticate,
+                            base_url=settings.base_url,
+                            proxies=TrustedProxies(settings.trusted_proxies),
+                            identify=sessions.identify,
+                            renderers={"html": web_client.error_page}))
+    headers.install(app)
     uws.install(app, services.jobs, services.reports)
-    provsap.install(app, services.provenance, settings)
+    provsap.install(app, services.provenance, settings, services.policy)
     provenance.install(app, services.jobs, services.store, services.provenance, settings)
-    provenance_templates.install(app, services.registry, services.provenance)
-    discovery.install(app, services.registry, services.jobs)
+    provenance_templates.install(app, services.registry, services.provenance,
+                                 services.policy)
+    discovery.install(app, services.registry, services.jobs, services.authenticate)
     openapi.install(app, services.registry)
+    tap.install(app, services.provtap)
     datalink.install(app, services.store, services.provenance, services.registry,
                      services.policy)
+    pages.install(app, web_client)
+    job_pages.install(app, web_client)
     names = services.registry.names
 
     @route(app, "GET", "/", operation=Operation(
-        "index", "the service and its job lists",
-        responses(ok("the index", {JSON: {"type": "object"}})), tags=SERVICE))
-    def index() -> dict[str, object]:
+        "index", "the service and its job lists (a browser is sent to the web client)",
+        responses(ok("the index", {JSON: {"type": "object"}}), see_other=True),
+        tags=SERVICE))
+    def index() -> object:
         root = root_url()
+        bottle.response.set_header("Vary", "Accept")
+        if prefers("text/html", JSON):
+            return see_other(f"{root}{pages.UI}/", Vary="Accept")
         return {"service": "OPUS", "activities": names(),
                 "job_lists": {name: f"{root}/rest/{name}" for name in names()},
                 "datalink_links": f"{root}{LINKS_PATH}"}

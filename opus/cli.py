@@ -1,9 +1,10 @@
-"""The ``opus`` command: serve, scheduler, db upgrade, activities check, provenance
-template."""
+"""The ``opus`` command: serve, scheduler, db upgrade, activities check, users (and their
+tokens), provenance template."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import signal
@@ -11,9 +12,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opus.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from opus.storage.users import UserStore
 
 log = logging.getLogger("opus")
 
@@ -24,6 +28,26 @@ def _logging(settings: Settings) -> None:
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+#: Files OPUS creates are the server account's alone (job folders, uploads, results, the
+#: SQLite database and its -wal, -shm and lock files): folders 0700, files 0600.
+PRIVATE_UMASK = 0o077
+
+
+def private_data_dir(settings: Settings) -> None:
+    """The process umask and the data folders of a server process, private to its
+    account (an existing folder open to others is closed); the process not dumpable."""
+    from opus.execution.sandbox import not_dumpable
+
+    os.umask(PRIVATE_UMASK)
+    not_dumpable()  # its environment (a database URL) is not for an activity to read
+    for directory in (settings.data_dir, settings.jobs_dir, settings.run_dir):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = directory.stat().st_mode
+        if mode & 0o077:
+            log.info("closing %s to other accounts (was %o)", directory, mode & 0o777)
+            directory.chmod(mode & 0o700)
 
 
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
@@ -39,6 +63,7 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from opus.services import build_services
     from opus.execution.scheduler import main_loop
 
+    private_data_dir(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -79,6 +104,9 @@ class _Gunicorn:
                     # One control socket per user by default: two servers side by side
                     # would fight over it.
                     "control_socket_disable": True,
+                    # gunicorn would set wsgi.url_scheme from X-Forwarded-Proto of any
+                    # local peer; OPUS decides what proxies say (opus/web/proxies.py).
+                    "secure_scheme_headers": {},
                 }
                 for key, value in options.items():
                     self.cfg.set(key, value)
@@ -101,7 +129,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.listening_on(host=args.host, port=args.port)
     if args.workers is not None:
         settings = settings.replace(workers=args.workers)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     upgrade(make_engine(settings.effective_database_url))
     environment = {**os.environ, "OPUS_HOST": settings.host, "OPUS_PORT": str(settings.port),
                    "OPUS_BASE_URL": settings.base_url, "OPUS_DATA_DIR": str(settings.data_dir)}
@@ -151,7 +179,8 @@ def cmd_provenance_template(settings: Settings, args: argparse.Namespace) -> int
 
 
 def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
-    """`opus users add|remove|list`: clients then send ``Authorization: Bearer TOKEN``."""
+    """`opus users add|remove|list|token ...`: clients then send ``Authorization: Bearer
+    TOKEN`` (or Basic with their name and a token)."""
     from opus.errors import ClientError
     from opus.storage.engine import make_engine, upgrade
     from opus.storage.users import UserStore
@@ -159,9 +188,11 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     users = UserStore(engine)
+    if args.users == "token":
+        return _tokens(users, args)
     if args.users == "add":
         try:
-            print(users.add(args.name))
+            print(users.add(args.name, role="admin" if args.admin else "user"))
         except ClientError as error:
             print(error.message, file=sys.stderr)
             return 1
@@ -173,6 +204,60 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
         for name in users.names():
             print(name)
     return 0
+
+
+def _tokens(users: UserStore, args: argparse.Namespace) -> int:
+    """`opus users token add|list|revoke NAME ...`."""
+    from opus.errors import ClientError
+    from opus.uws.models import utcnow
+
+    if users.identity_for_name(args.name) is None:
+        print(f"no user {args.name!r}", file=sys.stderr)
+        return 1
+    now = utcnow()
+    if args.token == "add":
+        try:
+            expires = None if args.expires is None else _expiry(args.expires, now)
+            print(users.add_token(args.name, label=args.label, expires=expires))
+        except (ClientError, ValueError) as error:
+            print(error.message if isinstance(error, ClientError) else error, file=sys.stderr)
+            return 1
+    elif args.token == "revoke":
+        if not users.revoke_token(args.name, args.id):
+            print(f"user {args.name!r} has no live token {args.id}", file=sys.stderr)
+            return 1
+    else:
+        print(f"{'ID':>5}  {'STATUS':<8} {'CREATED':<20} {'EXPIRES':<20} LABEL")
+        for token in users.tokens_of(args.name):
+            status = ("revoked" if token.revoked else
+                      "expired" if token.expires and token.expires <= now else "active")
+            print(f"{token.id:>5}  {status:<8} {_when(token.created):<20} "
+                  f"{_when(token.expires) or 'never':<20} {token.label or ''}")
+    return 0
+
+
+def _expiry(text: str, now: dt.datetime) -> dt.datetime:
+    """``--expires``: a number of days from now, or an ISO 8601 date or time (UTC unless it
+    says otherwise); as a naive UTC datetime (what the store keeps), in the future."""
+    try:
+        expires = now + dt.timedelta(days=float(text))
+    except ValueError:
+        try:
+            given = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"--expires {text!r}: expected a number of days or an ISO "
+                             f"8601 date or time, e.g. 30 or 2030-01-31T12:00Z") from None
+        expires = (given.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                   if given.tzinfo else given)
+    except OverflowError:
+        raise ValueError(f"--expires {text!r}: too far away") from None
+    if expires <= now:
+        raise ValueError(f"--expires {text!r}: not in the future")
+    return expires
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -209,11 +294,31 @@ def parser() -> argparse.ArgumentParser:
     user_commands = people.add_subparsers(dest="users", required=True)
     add = user_commands.add_parser("add", help="create a user and print its token (once)")
     add.add_argument("name")
+    add.add_argument("--admin", action="store_true",
+                     help="an administrator: sees and changes every job and record")
     add.set_defaults(handler=cmd_users)
     remove = user_commands.add_parser("remove", help="remove a user (its token stops working)")
     remove.add_argument("name")
     remove.set_defaults(handler=cmd_users)
     user_commands.add_parser("list", help="list the users").set_defaults(handler=cmd_users)
+    token = user_commands.add_parser("token", help="a user's API tokens")
+    token_commands = token.add_subparsers(dest="token", required=True)
+    token_add = token_commands.add_parser("add", help="give a user another token and print "
+                                                      "it (once)")
+    token_add.add_argument("name")
+    token_add.add_argument("--expires", metavar="DAYS|ISO",
+                           help="expiry: days from now, or an ISO 8601 date or time (UTC "
+                                "unless given); default: never")
+    token_add.add_argument("--label", help="what the token is for (shown by list)")
+    token_list = token_commands.add_parser("list", help="list a user's tokens (never the "
+                                                        "tokens themselves)")
+    token_list.add_argument("name")
+    token_revoke = token_commands.add_parser("revoke", help="revoke one token (running "
+                                             "workers forget it within auth_cache_ttl)")
+    token_revoke.add_argument("name")
+    token_revoke.add_argument("id", type=int, help="its ID, as list shows it")
+    for command in (token_add, token_list, token_revoke):
+        command.set_defaults(handler=cmd_users)
     return top
 
 

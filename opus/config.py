@@ -27,6 +27,7 @@ process environment behind its caller's back.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -70,6 +71,20 @@ class ActivityResources(BaseModel):
     """SLURM partition, instead of the setting ``slurm_partition``."""
     account: str | None = None
     """SLURM account, instead of the setting ``slurm_account``."""
+
+
+class TokenIssuer(BaseModel):
+    """Where clients obtain Bearer tokens (the setting ``auth_token_issuer``), announced in
+    an ``ivoa_bearer`` challenge (SSO 2.x WD section 2.1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    standard_id: str = Field(pattern=r"^ivo://\S+$")
+    """How to obtain a token there: an SSO mechanism, e.g.
+    ``ivo://ivoa.net/sso#tls-with-password`` (POST username and password, the token comes
+    back in ``x-vo-bearer``)."""
+    access_url: str = Field(pattern=r"^https?://[^\s\"]+$")
+    """Where to obtain it, e.g. ``https://sso.example.org/login``."""
 
 
 class Settings(BaseSettings):
@@ -132,6 +147,28 @@ class Settings(BaseSettings):
     max_body: int = Field(default=100 * 1024 * 1024, ge=0)
     """Largest request body accepted (bytes); larger gets 413."""
 
+    # Identity (README, Security: Identity)
+    auth_cache_ttl: float = Field(default=30.0, ge=0)
+    """Seconds a web worker trusts a credential it has checked (token, Basic pair, proxy
+    user) before asking the database again: a revoked or expired token, or a removed user,
+    stops working within this time (0: ask every time)."""
+    auth_basic: bool = True
+    """Accept HTTP Basic authentication (``ivo://ivoa.net/sso#BasicAA``): the user name and
+    one of the user's tokens as the password. It travels in clear: use TLS."""
+    auth_token_issuer: TokenIssuer | None = None
+    """Where clients obtain tokens, announced in an ``ivoa_bearer`` challenge, e.g.
+    ``{"standard_id": "ivo://ivoa.net/sso#tls-with-password", "access_url":
+    "https://sso.example.org/login"}``; unset: no ``ivoa_bearer`` challenge (tokens come
+    from the operator's ``opus users token add``, which has no URL)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (``10.0.0.0/8``, ``::1``) of the reverse proxies whose
+    ``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and identity header
+    (``proxy_user_header``) are believed; from any other peer they are ignored (JSON list in
+    ``OPUS_TRUSTED_PROXIES``)."""
+    proxy_user_header: str = Field(default="", pattern=r"^[A-Za-z0-9-]*$")
+    """Header in which a trusted authenticating proxy names the user, e.g.
+    ``X-Remote-User``; the user must exist (``opus users add``). Empty: none."""
+
     # SLURM manager
     slurm_login_host: str = ""
     """Host where the SLURM commands run (through ssh); empty: this machine."""
@@ -161,6 +198,11 @@ class Settings(BaseSettings):
     fetch_block_private: bool = True
     """Refuse input URLs of private, loopback and link-local addresses (server-side
     request forgery)."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders of this server whose contents clients may name: a parameter declared as a
+    server path (``xtype="opus:serverpath"``, such as gammapy_maps' ``datastore``) must lie
+    under one of them once resolved (symlinks followed), or the job is refused with a 400;
+    empty: every server path is refused. JSON list in ``OPUS_DATA_ROOTS``."""
 
     # Provenance
     provenance_namespace: str = "ivo://opus.local/provenance#"
@@ -172,6 +214,13 @@ class Settings(BaseSettings):
     """ProvSAP stops a walk at this many nodes (DEPTH=ALL on a huge record)."""
     graph_timeout: float = Field(default=10.0, gt=0)
     """Seconds a graph layout (SVG/PNG) may take before the fallback layout is used."""
+    # ProvTAP (/tap, PostgreSQL only)
+    tap_default_rows: int = Field(default=1000, ge=0)
+    """Rows of a TAP result when the query gives no MAXREC."""
+    tap_max_rows: int = Field(default=100000, ge=1)
+    """Most rows of a TAP result (a larger MAXREC is lowered to this)."""
+    tap_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a TAP query may run (statement_timeout)."""
     log_level: str = "INFO"
     """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
@@ -201,6 +250,16 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is no IP address or network") from None
+        return value
 
     @field_validator("slurm_sbatch_args", mode="before")
     @classmethod

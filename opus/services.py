@@ -3,8 +3,9 @@
 Both the web application (:mod:`opus.app`) and the scheduler (:mod:`opus.execution.scheduler`)
 start from :func:`build_services`; nothing here knows about HTTP. This is also where the
 UWS core is connected to provenance: the job store calls the provenance store in the
-transactions that end a job (its record) and that delete or archive one (its entities
-invalidated), so the UWS modules never import the provenance ones.
+transactions that end a job (its record), that delete or archive one (its entities
+invalidated) and that publish or withdraw one (its run and products follow), so the UWS
+modules never import the provenance ones.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from opus.config import Settings
 from opus.storage.engine import make_engine
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
+from opus.storage.provtap import ProvTapStore
 from opus.storage.users import UserStore
 from opus.storage.events import JobEvents, make_events
+from opus.tap.service import ProvTap
 from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
 
@@ -41,6 +44,7 @@ class Services:
     jobs: JobService
     reports: RunnerReports
     authenticate: Authenticator
+    provtap: ProvTap
 
 
 def build_services(settings: Settings) -> Services:
@@ -50,7 +54,7 @@ def build_services(settings: Settings) -> Services:
     provenance = ProvenanceStore(engine, namespace=settings.provenance_namespace,
                                  templates_dir=settings.provenance_templates_dir)
     store = JobStore(engine, events, on_end=provenance.record_run,
-                     on_remove=provenance.invalidate_job)
+                     on_remove=provenance.invalidate_job, on_publish=provenance.publish_job)
     registry = ActivityRegistry.load(settings.activities_dir)
     for path, problem in registry.problems.items():
         log.error("activity description %s skipped: %s", path, problem)
@@ -60,4 +64,15 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, store=store, events=events, registry=registry,
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
-                    authenticate=Authenticator(users.name_for_token))
+                    authenticate=authenticator(settings, users),
+                    provtap=ProvTap(settings, ProvTapStore(engine)))
+
+
+def authenticator(settings: Settings, users: UserStore) -> Authenticator:
+    """The :class:`Authenticator` the settings ask for (README, Security: Identity)."""
+    issuer = settings.auth_token_issuer
+    return Authenticator(users.identity_for_token, settings.auth_cache_ttl,
+                         user=users.identity_for_name, basic=settings.auth_basic,
+                         proxy_header=settings.proxy_user_header,
+                         token_issuer=(issuer.standard_id, issuer.access_url)
+                         if issuer is not None else None)

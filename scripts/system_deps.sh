@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use, installed only when missing:
 #   stilts    votlint / datalinklint on every VOTable OPUS serves
 #   graphviz  dot / sfdp, the PROV-SVG and PROV-PNG pictures
-packages=(stilts graphviz)
+#   chromium  the browser tests/test_web_client.py drives (through Playwright)
+packages=(stilts graphviz chromium)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -22,6 +22,7 @@ from pathlib import Path
 import dataclasses
 
 import pytest
+import sqlalchemy as sa
 import requests
 from lxml import etree
 
@@ -306,10 +307,33 @@ def activities_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             generated=(output,),
         ),
     ]
-    for name in ("sleep", "echo"):
-        real = read_activity(ROOT / "activity_descriptions" / f"{name}.xml")
-        absolute = (str(ROOT / real.command[0]),) + real.command[1:]
-        activities.append(dataclasses.replace(real, command=absolute))
+    return write_activities(directory, activities, ("sleep", "echo"))
+
+
+@pytest.fixture
+def engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest
+           ) -> Iterator["sa.Engine"]:
+    """A migrated, empty database of ``backend`` for store-level tests."""
+    from opus.storage.engine import make_engine, upgrade
+
+    if backend == "postgresql":
+        url = _fresh_pg_database(request)
+    else:
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def write_activities(directory: Path, activities: list[ActivityDescription],
+                     real: tuple[str, ...]) -> Path:
+    """Write test activities, and the shipped ``real`` ones with absolute commands, as
+    description files in ``directory`` (an ``activities_dir``)."""
+    for name in real:
+        found = read_activity(ROOT / "activity_descriptions" / f"{name}.xml")
+        absolute = (str(ROOT / found.command[0]),) + found.command[1:]
+        activities.append(dataclasses.replace(found, command=absolute))
     for activity in activities:
         (directory / f"{activity.name}.xml").write_bytes(write_activity(activity))
     return directory

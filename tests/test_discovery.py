@@ -94,9 +94,13 @@ def test_vosi_capabilities(server: Server) -> None:
     assert root.tag == f"{{{VOSI_CAP}}}capabilities"
     found: dict[str, list[str]] = {}
     for capability in root.iterfind("capability"):
+        # one interface for anonymous access (no securityMethod), then one per scheme
+        # (tests/security/test_identity.py), all at the same accessURL
         interfaces = capability.findall("interface")
-        assert [i.get(XSI_TYPE) for i in interfaces] == ["vs:ParamHTTP"]
+        assert [i.get(XSI_TYPE) for i in interfaces] == ["vs:ParamHTTP"] * 3
         assert interfaces[0].nsmap["vs"] == "http://www.ivoa.net/xml/VODataService/v1.1"
+        assert interfaces[0].find("securityMethod") is None
+        assert len({i.findtext("accessURL") for i in interfaces}) == 1
         found.setdefault(capability.get("standardID"), []).append(
             interfaces[0].findtext("accessURL"))
     assert found == {

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,14 @@ from astropy.io import fits  # noqa: E402
 from astropy.table import Table  # noqa: E402
 from astropy.wcs import WCS  # noqa: E402
 
-from conftest import ROOT, UWS_NS, Server, start_server  # noqa: E402
+from conftest import (  # noqa: E402
+    ROOT,
+    UWS_NS,
+    Server,
+    _create_pg_database,
+    _drop_pg_database,
+    start_server,
+)
 from opus.activities.check import check_files  # noqa: E402
 
 SOURCE = (83.63, 22.01)  # scripts/make_demo_dl3.py SOURCE_RA / SOURCE_DEC
@@ -52,6 +60,23 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--seed", "0"], check=True, capture_output=True, timeout=120)
     print(f"demo data made in {time.monotonic() - started:.1f} s")
     return directory
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, demo_store: Path, tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server whose data roots (the folders a ``datastore`` may lie in) hold the demo
+    data store, on each backend."""
+    url = ""
+    if backend == "postgresql":
+        admin = request.getfixturevalue("postgres_admin_url")
+        url = _create_pg_database(admin)
+    srv = start_server(tmp_path_factory.mktemp(f"maps-{backend}"), url,
+                       data_roots=json.dumps([str(demo_store)]))
+    yield srv
+    srv.stop()
+    if url:
+        _drop_pg_database(admin, url)
 
 
 def expected_counts(store: Path, wcs: WCS, shape: tuple[int, int], emin: float, emax: float,
@@ -153,14 +178,15 @@ def test_gammapy_maps_end_to_end(server: Server, demo_store: Path) -> None:
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"datastore": "/nonexistent/dl3"}, "datastore: no such directory on the server"),
+    ({"datastore": "{store}/nonexistent"}, "datastore: no such directory on the server"),
     ({"obs_ids": "1001, x"}, "obs_ids: 'x' is not an observation id"),
     ({"obs_ids": "999"}, "obs_ids: not in the data store: 999"),
     ({"emin": "10", "emax": "1"}, "emin: must be less than emax"),
 ])
 def test_bad_input_is_a_clear_error(server: Server, demo_store: Path, params: dict,
                                     message: str) -> None:
-    job_url = server.create("gammapy_maps", **{"datastore": str(demo_store), **params})
+    given = {name: value.format(store=demo_store) for name, value in params.items()}
+    job_url = server.create("gammapy_maps", **{"datastore": str(demo_store), **given})
     document = server.wait_final(job_url, timeout=60)
     assert document.findtext("uws:phase", namespaces=UWS_NS) == "ERROR"
     summary = document.findtext("uws:errorSummary/uws:message", namespaces=UWS_NS) or ""
@@ -180,7 +206,8 @@ def test_gammapy_maps_on_slurm(slurm_available: bool, demo_store: Path,
                                tmp_path: Path) -> None:
     """The same science through the SLURM cluster (on SQLite only: the store is tested on
     both backends above)."""
-    srv = start_server(tmp_path / "srv", "", manager="slurm")
+    srv = start_server(tmp_path / "srv", "", manager="slurm",
+                       data_roots=json.dumps([str(demo_store)]))
     try:
         check_slurm_run(srv, demo_store)
     finally:

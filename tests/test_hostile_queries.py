@@ -56,6 +56,9 @@ def test_every_route_answers_hostile_bytes_with_a_client_error(
                 headers = {"Content-Type": "application/x-www-form-urlencoded"} if data else {}
                 response = requests.request(method, url, data=data, headers=headers,
                                             allow_redirects=False, timeout=30)
+                if (response.status_code == 501 and path.startswith("/tap")
+                        and "needs PostgreSQL" in response.text):
+                    continue  # ProvTAP's documented answer on SQLite (README: ProvTAP)
                 if response.status_code >= 500:
                     failures.append(f"{method} {url} {data or ''} -> {response.status_code} "
                                     f"{response.text[:120]!r}")

@@ -62,6 +62,7 @@ def job_from_xml(root: etree._Element) -> dict[str, Any]:
     summary = child("errorSummary")
     info = child("jobInfo")
     provenance = info.find(f"{{{OPUS_NS}}}provenance") if info is not None else None
+    access = info.findtext(f"{{{OPUS_NS}}}access") if info is not None else None
     return {
         "version": root.get("version"),
         "jobId": _text(child("jobId")),
@@ -79,8 +80,10 @@ def job_from_xml(root: etree._Element) -> dict[str, Any]:
         "errorSummary": None if summary is None else {
             "type": summary.get("type"), "hasDetail": summary.get("hasDetail") == "true",
             "message": summary.findtext("uws:message", namespaces=UWS_NS)},
-        "jobInfo": None if provenance is None else {"provenance": {
-            "href": provenance.get(XLINK_HREF), "mime-type": provenance.get("mime-type")}},
+        "jobInfo": None if info is None else {
+            **({} if provenance is None else {"provenance": {
+                "href": provenance.get(XLINK_HREF), "mime-type": provenance.get("mime-type")}}),
+            **({} if access is None else {"access": access})},
     }
 
 
@@ -161,7 +164,7 @@ def test_pending_and_aborted_jobs_json_equal_xml(server: Server, uws_schema) -> 
     job_url = server.create("echo", run=False, text="<b>&amp; é</b>")
     document = assert_same_job(server, job_url, uws_schema, volatile_quote=True)
     assert document["phase"] == "PENDING" and document["startTime"] is None
-    assert document["results"] == [] and document["jobInfo"] is None
+    assert document["results"] == [] and document["jobInfo"] == {"access": "public"}
     assert document["parameters"] == [{"id": "text", "value": "<b>&amp; é</b>",
                                        "byReference": False}]
     server.session.post(f"{job_url}/phase", data={"PHASE": "ABORT"})

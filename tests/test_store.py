@@ -12,25 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from opus.storage.engine import make_engine, upgrade
+from opus.storage.engine import upgrade
 from opus.storage.events import make_events
 from opus.uws.models import Job, JobResult, Phase, RunEnd, utcnow
 from opus.storage.jobs import JobStore
 from opus.storage.tables import jobs
-
-
-@pytest.fixture
-def engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
-    if backend == "postgresql":
-        from conftest import _fresh_pg_database
-
-        url = _fresh_pg_database(request)
-    else:
-        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

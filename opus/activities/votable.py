@@ -152,7 +152,9 @@ class _Reader:
         try:
             root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
-            errors = [e for e in exc.error_log if e.level >= etree.ErrorLevels.ERROR] or []
+            # The parser's own log: the exception's may still hold errors of an earlier,
+            # unrelated parse in this thread (libxml2 keeps them; seen under the fuzz tests).
+            errors = [e for e in parser.error_log if e.level >= etree.ErrorLevels.ERROR]
             for error in errors:
                 self.problems.append(Problem(error.line or None, f"XML syntax error: {error.message}"))
             if not errors:

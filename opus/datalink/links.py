@@ -25,7 +25,8 @@ vocabulary ``http://www.ivoa.net/rdf/datalink/core``, section 3.2.6):
   entity of the activity whose name or role is ``preview`` (gammapy_maps declares one); if
   the activity declares none, the job's one image output (``image/png``, ``image/jpeg`` or
   ``image/gif``) when it has exactly one. The preview itself and the logs get no preview;
-- ``#progenitor``: every input the job used (``prov_used``), at its location;
+- ``#progenitor``: every input the job used (``prov_used``) that the caller may read, at its
+  location;
 - provenance: the ProvSAP URL of the entity, ``DIRECTION=BACK&DEPTH=ALL``, as
   ``application/x-prov+json``. Its semantics is :data:`PROVENANCE_SEMANTICS`
   (``http://www.w3.org/ns/prov#has_provenance``), not ``#provenance``: the core vocabulary
@@ -38,6 +39,11 @@ vocabulary ``http://www.ivoa.net/rdf/datalink/core``, section 3.2.6):
   which is included once in the response with a PARAM for the used entity whose
   ``ref="opus_input"`` pre-sets the input (section 4.3, "params where the values come from
   the results"), so a client chains a new job from the result.
+
+**Access.** Every row passes :class:`opus.auth.AccessPolicy`: an ID of a result or an
+entity the caller may not read gets the very row an unknown one gets (``NotFoundFault``,
+nothing else known: no existence oracle, hence no ``link_authorized`` false either), and a
+progenitor they may not read is left out, as in ProvSAP graphs.
 
 **Errors** (section 3.4). A problem with one ID is a row for it with an ``error_message``
 starting ``NotFoundFault`` (unknown, deleted or invisible result) or ``UsageFault`` (not an
@@ -62,7 +68,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from opus.activities.model import ActivityDescription, EntityDescription
 from opus.activities.registry import ActivityRegistry
-from opus.auth import AccessPolicy, Identity
+from opus.auth import ANONYMOUS, AccessPolicy, Identity
 from opus.datalink.votable import (
     MAX_IDS,
     NOT_XML,
@@ -71,7 +77,7 @@ from opus.datalink.votable import (
     chaining_descriptor,
     descriptor_id,
 )
-from opus.errors import NotFoundError, PermissionDeniedError
+from opus.errors import NotFoundError
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import EntityRecord, ProvenanceStore, activity_id
 from opus.uws.models import Job, JobResult
@@ -153,6 +159,9 @@ class LinksBuilder:
     def provenance_url(self, entity_id: str) -> str:
         return f"{self.root}/provsap?ID=opus:{entity_id}&DIRECTION=BACK&DEPTH=ALL"
 
+    def may_read(self, owner_key: str | None, public: bool) -> bool:
+        return self.policy.may_read(self.identity, owner_key, public)
+
     # entry point
     def add(self, ids: Sequence[str]) -> Links:
         unique = list(dict.fromkeys(ids))
@@ -175,7 +184,7 @@ class LinksBuilder:
         result_id: str | None
         if match is not None:
             entity = self.provenance.entity(match.group(1))
-            if entity is None:
+            if entity is None or not self.may_read(entity.owner_key, entity.public):
                 raise LinkFault("NotFoundFault", f"no result {match.group(1)} is known here")
             job_id, result_id = entity.job_id, entity.result_id
         else:
@@ -188,6 +197,8 @@ class LinksBuilder:
                                               "(.../rest/{activity}/{job}/results/{id})")
             job_id, result_id = found.group(2), unquote(found.group(3))
             entity = self.provenance.entity_of_result(job_id, result_id)
+            if entity is not None and not self.may_read(entity.owner_key, entity.public):
+                raise LinkFault("NotFoundFault", f"no job {job_id} holds this result")
         known = {}
         if entity is not None:
             known = {"content_type": entity.content_type, "content_length": entity.size}
@@ -198,13 +209,9 @@ class LinksBuilder:
             if job_id is None:
                 return Target(entity)
         job = self.store.get(job_id) if job_id is not None else None
-        if job is None:
-            raise LinkFault("NotFoundFault", f"no job {job_id} holds this result", **known)
-        try:
-            self.policy.check_read(self.identity, job)
-        except PermissionDeniedError as error:
-            raise LinkFault("NotFoundFault", f"{error.message}", link_auth="true",
-                            link_authorized=False) from None
+        if job is None or not self.may_read(job.owner_key, job.public):
+            raise LinkFault("NotFoundFault", f"no job {job_id} holds this result",
+                            **(known if job is None else {}))
         result = next((r for r in job.results if r.result_id == result_id), None)
         if result is None:
             raise LinkFault("NotFoundFault", f"job {job_id} has no result {result_id!r}",
@@ -221,7 +228,8 @@ class LinksBuilder:
                          content_type=entity.content_type, content_length=entity.size,
                          local_semantics=entity.name),
                     self.provenance_link(value, entity.id)]
-        auth = "true" if job.owner_id is not None else "false"
+        # link_auth: whether reading the result takes credentials (not for public ones)
+        auth = "false" if self.policy.may_read(ANONYMOUS, job.owner_key, job.public) else "true"
         own: dict[str, Any] = dict(link_auth=auth, link_authorized=True)
         opus_input = f"opus:{entity.id}" if entity is not None else \
             self.result_url(job.activity, job.job_id, result.result_id)
@@ -293,6 +301,8 @@ class LinksBuilder:
         rows = []
         for item in used:
             row, role = item.entity, item.role
+            if not self.may_read(row.owner_key, row.public):
+                continue  # another owner's input: left out, as in ProvSAP
             link = Link(id=value, semantics="#progenitor",
                         description=f"the input {role} the {job.activity} job "
                                     f"{job.job_id} used",

@@ -4,7 +4,12 @@ The native id is ``"<pid>:<start ticks>"``: the start time from /proc guards aga
 recycled pid after a scheduler restart. Each runner starts a new session (its own process
 group), so :meth:`LocalManager.terminate` can signal the runner, which stops its activity's
 process tree; if the runner itself is gone, the activity's group (``activity.pgid`` in the
-job directory) is killed directly.
+job directory) is killed directly: only its processes that carry the job's folder in their
+environment, since the activity itself may have rewritten that file.
+
+A runner gets only the variables it needs (:data:`RUNNER_ENVIRONMENT`), never the
+scheduler's whole environment (a database URL with its password, tokens): its activity
+could read it through ``/proc/$PPID/environ``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
+
+#: The scheduler's variables a runner gets (besides the template's): enough to start
+#: Python and find the opus package, nothing secret.
+RUNNER_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+                      "PYTHONPATH", "LD_LIBRARY_PATH")
+
+
+def runner_environment(template: JobTemplate) -> dict[str, str]:
+    kept = {name: os.environ[name] for name in RUNNER_ENVIRONMENT if name in os.environ}
+    return {**kept, **template.environment}
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -49,7 +64,7 @@ class LocalManager(Manager):
         try:
             child = subprocess.Popen(
                 list(template.command), cwd=template.working_directory,
-                env={**os.environ, **template.environment}, stdin=subprocess.DEVNULL,
+                env=runner_environment(template), stdin=subprocess.DEVNULL,
                 stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True,
             )
         except OSError as error:
@@ -105,10 +120,38 @@ class LocalManager(Manager):
 
 
 def kill_activity_group(job_dir: Path) -> None:
-    """SIGKILL the process group of a job's activity, if it still exists."""
+    """SIGKILL what is left of the process group of a job's activity: the processes of the
+    group ``activity.pgid`` names that run for this job (``OPUS_JOB_DIR`` in their
+    environment, set by the runner). The activity can write that file: a group of the
+    scheduler or of another job it names is left alone."""
     try:
         pgid = int((job_dir / "activity.pgid").read_text())
     except (OSError, ValueError):
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    marker = f"OPUS_JOB_DIR={job_dir.resolve()}".encode()
+    for pid in _group_members(pgid):
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environment:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (field 5 of /proc/PID/stat)."""
+    if pgid <= 1:
+        return []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members

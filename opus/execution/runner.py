@@ -6,7 +6,11 @@ can be signalled at once), passes parameters as ``parameters.json`` and as envir
 variables (never as shell text: principle 4), keeps stdout and stderr, enforces
 executionDuration, hashes the outputs, writes ``outcome.json`` and reports the phases back
 to the server with the job's secret. If a report cannot be delivered the outcome file
-remains, and the scheduler reads it.
+remains, and the scheduler reads it. The runner's files are the account's alone (umask
+077); the activity starts confined where the kernel allows it (:mod:`opus.execution.sandbox`:
+it writes only in its work folder and temporary folders, and can neither trace nor signal
+the runner or the scheduler), and the runner itself is not dumpable. URL inputs are
+fetched by :mod:`opus.execution.fetching`.
 
 Only the standard library is used, so the runner starts fast and runs on any node that has
 Python and the shared job directory.
@@ -15,13 +19,12 @@ Python and the shared job directory.
 from __future__ import annotations
 
 import datetime as dt
-import http.client
-import ipaddress
 import json
 import os
 import platform
 import resource
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,13 +32,16 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from opus.digests import script_sha256, sha256_of
+from opus.execution import sandbox
+from opus.execution.fetching import InputProblem, fetch
 from opus.provenance.capture import execution_context
+
+__all__ = ["InputProblem", "Runner", "fetch", "main"]
 
 #: Seconds between SIGTERM and SIGKILL when stopping an activity.
 KILL_GRACE = 3.0
@@ -105,9 +111,12 @@ class Runner:
             time.sleep(0.25 * 2 ** attempt)
 
     # -- running -----------------------------------------------------------------------
-    def environment(self) -> dict[str, str]:
+    def environment(self, tmp_dir: Path | None = None) -> dict[str, str]:
+        """The activity's variables; ``tmp_dir``: its own TMPDIR (in the sandbox)."""
         env = {name: os.environ[name] for name in INHERITED if name in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        if tmp_dir is not None:
+            env["TMPDIR"] = str(tmp_dir)
         for entity in self.spec.get("generated", []):
             if _exportable(entity["name"]) and entity.get("filename"):
                 env[entity["name"]] = entity["filename"]
@@ -225,6 +234,7 @@ class Runner:
             real = path.resolve()
             if not real.is_relative_to(self.work_dir) or not real.is_file():
                 continue
+            os.chmod(real, real.stat().st_mode & 0o700)  # the server account's alone
             found.append({"id": entity["name"], "path": str(path.relative_to(self.job_dir)),
                           "size": real.stat().st_size, "sha256": sha256_of(real),
                           "mime_type": entity.get("content_type") or "application/octet-stream"})
@@ -235,14 +245,36 @@ class Runner:
                               "sha256": sha256_of(path), "mime_type": "text/plain"})
         return found
 
+    def sandbox(self) -> tuple[Any, Path | None]:
+        """The activity's confinement (:mod:`opus.execution.sandbox`) and its own TMPDIR;
+        (None, None) where the kernel has no Landlock."""
+        tmp_dir = self.job_dir / "tmp"
+        tmp_dir.mkdir(mode=0o700, exist_ok=True)
+        protected = [Path(self.spec.get("data_dir") or self.job_dir.parent.parent),
+                     Path(__file__).resolve().parents[2], Path(sys.prefix)]
+        streams = [self.job_dir / "stdout.txt", self.job_dir / "stderr.txt"]
+        try:
+            enforce = sandbox.restriction(self.work_dir, tmp_dir, streams, protected)
+        except OSError as error:
+            print(f"opus-runner: the activity runs without a sandbox: {error}",
+                  file=sys.stderr)
+            enforce = None
+        if enforce is None:
+            tmp_dir.rmdir()
+            return None, None
+        return enforce, tmp_dir
+
     def run(self) -> dict[str, Any]:
+        os.umask(0o077)  # what the runner and the activity write is the account's alone
+        sandbox.not_dumpable()  # the secret in memory: not for the activity to read
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_stop_signal)
         start = now_iso()
         self.report({"phase": "EXECUTING", "start_time": start})
-        self.work_dir.mkdir(exist_ok=True)
+        self.work_dir.mkdir(mode=0o700, exist_ok=True)
         (self.job_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=1))
         problem = self.fetch_inputs()
+        used = self.describe_inputs()  # as used: before the activity could change them
         command = list(self.spec["command"])
         limit = self.spec.get("execution_duration") or None
         outcome: dict[str, Any] = {"job_id": self.spec["job_id"], "start_time": start,
@@ -250,29 +282,38 @@ class Runner:
                                    "command": command}
         context: dict[str, Any] = {}
         cache = self.spec.get("context_cache")
-        capture = threading.Thread(  # runs while the activity does
+        capture = threading.Thread(  # runs while the activity does, started after it:
+            # preexec_fn (the sandbox) is only safe in a process with a single thread
             target=lambda: context.update(execution_context(Path(cache) if cache else None)),
             daemon=True)
-        capture.start()
         with open(self.job_dir / "stdout.txt", "wb") as out, \
                 open(self.job_dir / "stderr.txt", "wb") as err:
+            enforce, tmp_dir = self.sandbox() if problem is None else (None, None)
             try:
                 if problem is not None:
                     raise InputProblem(problem)
                 child = subprocess.Popen(
-                    command, cwd=self.work_dir, env=self.environment(), stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=err, start_new_session=True, close_fds=True,
+                    command, cwd=self.work_dir, env=self.environment(tmp_dir),
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                    close_fds=True, preexec_fn=enforce,  # noqa: PLW1509 (one thread yet)
                 )
             except InputProblem as error:
                 code = None
                 outcome.update(phase="ERROR", error_summary=str(error))
-            except OSError as error:
+            except (OSError, subprocess.SubprocessError) as error:
                 code = None
                 outcome.update(phase="ERROR", error_summary=f"cannot start {command[0]}: {error}")
             else:
                 (self.job_dir / "activity.pgid").write_text(str(child.pid))
+                capture.start()
                 code = self._wait(child, limit)
                 self._kill(child, signal.SIGKILL)  # leftovers of the tree, if any
+            finally:
+                sandbox.release(enforce)
+        if capture.ident is None:  # the activity did not start: capture now
+            capture.start()
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         outcome.update(end_time=now_iso(), exit_code=code,
                        rusage={"user_cpu": usage.ru_utime, "system_cpu": usage.ru_stime,
@@ -301,7 +342,7 @@ class Runner:
             outcome.update(phase="ERROR", error_summary=f"activity {reason}"
                            + (f": {tail}" if tail else ""))
         outcome["results"] = self.collect_results()
-        outcome["inputs"] = self.describe_inputs()
+        outcome["inputs"] = used
         capture.join(30)
         outcome["context"] = context
         outcome["script_sha256"] = script_sha256(command)
@@ -315,71 +356,6 @@ class Runner:
         os.replace(temporary, self.job_dir / "outcome.json")
         self.report(outcome)
         return outcome
-
-
-class InputProblem(Exception):
-    """An input could not be fetched; the job ends in ERROR with this message."""
-
-
-def _check_address(host: str | None, port: int, block_private: bool) -> None:
-    if not host:
-        raise InputProblem("the URL has no host")
-    if not block_private:
-        return
-    try:
-        # sockaddr[0] is the address text for AF_INET / AF_INET6. typeshed also allows the
-        # (family, raw bytes) pair CPython gives for a family it does not know: the str()
-        # of that int is no IP address, so ip_address() below raises and nothing passes.
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port)}
-    except OSError as error:
-        raise InputProblem(f"cannot resolve {host}: {error}") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                or ip.is_multicast or ip.is_unspecified):
-            raise InputProblem(f"{host} is a private address ({address}); refused")
-
-
-def fetch(url: str, target: Path, *, max_bytes: int, timeout: float,
-          block_private: bool) -> None:
-    """Download ``url`` (http/https only) to ``target`` within the limits; redirects are
-    checked like the first address."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in {"http", "https"}:
-        raise InputProblem("only http and https URLs are fetched")
-    _check_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                   block_private)
-
-    class CheckedRedirects(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
-                             msg: str, headers: http.client.HTTPMessage,
-                             newurl: str) -> urllib.request.Request | None:
-            new = urllib.parse.urlsplit(newurl)
-            if new.scheme not in {"http", "https"}:
-                raise InputProblem("redirected to a URL that is not http(s)")
-            _check_address(new.hostname, new.port or (443 if new.scheme == "https" else 80),
-                           block_private)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    opener = urllib.request.build_opener(CheckedRedirects)
-    deadline = time.monotonic() + timeout
-    size = 0
-    try:
-        with opener.open(urllib.request.Request(url, headers={"User-Agent": "opus-runner"}),
-                         timeout=min(timeout, 60)) as response, open(target, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                size += len(block)
-                if size > max_bytes:
-                    raise InputProblem(f"larger than the limit of {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise InputProblem(f"not fetched within {timeout:.0f} s")
-                out.write(block)
-    except InputProblem:
-        target.unlink(missing_ok=True)
-        raise
-    except (OSError, ValueError) as error:
-        target.unlink(missing_ok=True)
-        raise InputProblem(f"cannot fetch {url}: {error}") from None
 
 
 def _last_line(path: Path, limit: int = 300) -> str:

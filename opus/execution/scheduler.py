@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from opus.config import Settings
-from opus.errors import NotFoundError
+from opus.errors import ClientError, NotFoundError
 from opus.activities.commands import activity_command, description_sha256
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
 from opus.execution.staging import StagingError, stage_inputs
@@ -188,7 +188,7 @@ class Scheduler:
                                 secret_hash=hash_secret(secret), time_limit=time_limit):
             return
         try:
-            job_dir.mkdir(parents=True, exist_ok=True)
+            job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             secret_file = job_dir / "secret"
             secret_file.touch(mode=0o600)
             secret_file.write_text(secret)
@@ -210,8 +210,10 @@ class Scheduler:
                 "submitted": format_datetime(utcnow()),
                 "description_sha256": description_sha256(activity),
                 "context_cache": str(self.settings.run_dir / "packages-cache.json"),
+                "data_dir": str(self.settings.data_dir),  # what the activity must not write
                 "inputs": stage_inputs(self.settings, self.services.provenance, activity,
-                                       job, job_dir),
+                                       job, job_dir, self.services.policy.viewer(
+                                           self.services.users.identity_of(job.owner_key))),
                 "fetch": {"max_bytes": self.settings.fetch_max_bytes,
                           "timeout": self.settings.fetch_timeout,
                           "block_private": self.settings.fetch_block_private},
@@ -303,7 +305,12 @@ class Scheduler:
                 # by an ABORT (that would have ended the job in the database already)
                 outcome = {**outcome, "phase": Phase.ERROR, "error_summary":
                            f"{ended}; {outcome.get('error_summary') or 'stopped'}"}
-            self.services.reports.apply(job.job_id, outcome)
+            try:
+                self.services.reports.apply(job.job_id, outcome)
+            except ClientError as error:  # the activity can write the file too
+                self.services.reports.apply(job.job_id, {
+                    "phase": Phase.ERROR,
+                    "error_summary": f"the runner's outcome file is malformed: {error}"})
         elif status.phase == Phase.ABORTED:
             self.services.reports.apply(job.job_id, {
                 "phase": Phase.ABORTED,

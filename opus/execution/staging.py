@@ -5,6 +5,10 @@ are linked (or copied) into ``JOB_DIR/work`` under the file name the activity de
 declares, never under a name a client chose. URLs are left to the runner, which fetches
 them on the node with size and time limits. Each input is described in ``job.json`` so that
 the runner can hash it and the provenance record can say exactly what was used.
+
+A result of an earlier job is staged only if the job's owner may read it now, as the record
+says (:meth:`opus.auth.Viewer.may_read` on the entity's owner and flag): its owner may have
+withdrawn it since the job was created.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opus.activities.model import ActivityDescription
+from opus.auth import Viewer
 from opus.config import Settings
 from opus.storage.provenance import ProvenanceStore
 from opus.uws import inputs
@@ -36,8 +41,10 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def stage_inputs(settings: Settings, provenance: ProvenanceStore,
-                 activity: ActivityDescription, job: Job, job_dir: Path) -> list[dict[str, Any]]:
-    """Put the job's inputs in place; returns their descriptions for ``job.json``."""
+                 activity: ActivityDescription, job: Job, job_dir: Path,
+                 owner: Viewer) -> list[dict[str, Any]]:
+    """Put the job's inputs in place, results of earlier jobs only if the job's ``owner``
+    may read them; returns their descriptions for ``job.json``."""
     staged = []
     for entity in activity.used:
         value = job.parameters.get(entity.name)
@@ -53,7 +60,8 @@ def stage_inputs(settings: Settings, provenance: ProvenanceStore,
                                 f"/parameters/{entity.name}")
         elif kind == "entity":
             entity_id = value[len(inputs.ENTITY_PREFIX):]
-            source, location = _result_file(settings, provenance, entity.name, entity_id)
+            source, location = _result_file(settings, provenance, entity.name, entity_id,
+                                            owner)
             _link_or_copy(source, target)
             spec.update(entity_id=entity_id, location=location)
         else:
@@ -63,10 +71,11 @@ def stage_inputs(settings: Settings, provenance: ProvenanceStore,
 
 
 def _result_file(settings: Settings, provenance: ProvenanceStore, name: str,
-                 entity_id: str) -> tuple[Path, str]:
+                 entity_id: str, owner: Viewer) -> tuple[Path, str]:
     found = provenance.result_path(entity_id)
     job_id = found[0].job_id if found is not None else None
-    if found is None or job_id is None:
+    if found is None or job_id is None or not owner.may_read(found[0].owner_key,
+                                                             found[0].public):
         raise StagingError(f"input {name}: the result {entity_id} is no longer available")
     entity, relative = found
     base = (settings.jobs_dir / job_id).resolve()

@@ -5,15 +5,22 @@ UWS job id it ran as — or an agent), DEPTH (integer >= 0 or ALL), DIRECTION (B
 FORWARD is accepted for FORTH), MODEL (IVOA or W3C), AGENT, MEMBERS, STEPS, DESCRIPTIONS,
 CONFIGURATION (booleans), RESPONSEFORMAT. A bad value is a 400 that names the parameter;
 an unknown format a 415.
+
+The graph is the caller's view of the record (:class:`opus.auth.Viewer`): the runs and
+entities they may read, and the agents attached to them. Another owner's nodes are left
+out, not drawn as placeholders: a placeholder would still say that somebody ran something on
+your published product, and when. An ID the caller may not read is a 404, worded as for an
+ID that does not exist.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from opus.auth import Viewer
 from opus.errors import (
     NotFoundError,
     ParameterError,
@@ -138,14 +145,16 @@ def local_id(value: str, namespace: str) -> str:
     return value
 
 
-def query_graph(provenance: ProvenanceStore, query: ProvSapQuery, max_nodes: int) -> Graph:
-    """The graph a ProvSAP query asks for; 404 if an ID is not in the record."""
-    unknown = provenance.unknown_nodes(query.ids)
+def query_graph(provenance: ProvenanceStore, query: ProvSapQuery, max_nodes: int,
+                viewer: Viewer) -> Graph:
+    """The graph a ProvSAP query asks for, as ``viewer`` may see it; 404 if an ID is not in
+    the record, or not for ``viewer``."""
+    unknown = provenance.unknown_nodes(query.ids, viewer=viewer)
     if unknown:
         raise NotFoundError(f"ID: no provenance record for {', '.join(unknown)}")
     return provenance.walk(query.ids, depth=query.depth, direction=query.direction,
                            agents=query.agent, configuration=query.configuration,
-                           max_nodes=max_nodes)
+                           max_nodes=max_nodes, viewer=viewer)
 
 
 class GraphTooLargeError(ServiceUnavailableError):
@@ -153,8 +162,10 @@ class GraphTooLargeError(ServiceUnavailableError):
     layout budget), not of the request, answered 503 and logged."""
 
 
-def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float) -> bytes:
-    """``graph`` in the query's RESPONSEFORMAT."""
+def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float,
+              node_url: Callable[[str], str] | None = None) -> bytes:
+    """``graph`` in the query's RESPONSEFORMAT; an SVG's nodes link to ``node_url(local
+    id)`` when it is given."""
     if query.format == "votable":
         from opus.provenance.votable import graph_to_votable
 
@@ -164,7 +175,8 @@ def serialize(graph: Graph, query: ProvSapQuery, namespace: str, timeout: float)
 
         try:
             picture: Literal["svg", "png"] = "svg" if query.format == "svg" else "png"
-            return render(graph_to_dot(graph, namespace), picture, timeout=timeout)
+            links = node_url if picture == "svg" else None
+            return render(graph_to_dot(graph, namespace, links), picture, timeout=timeout)
         except RenderError as error:
             raise GraphTooLargeError(f"{error}; ask for a smaller DEPTH or another "
                                      f"RESPONSEFORMAT", retry_after=60) from None

@@ -33,7 +33,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from opus.provenance.graph import Graph
@@ -83,8 +83,12 @@ def _short(local_id: str, keep: int = 12) -> str:
     return local_id if len(local_id) <= keep + 4 else local_id[:keep] + "\u2026"
 
 
-def graph_to_dot(graph: Graph, namespace: str) -> str:
-    """``graph`` as DOT text; nodes are ``opus:<local id>``, labelled name and short id."""
+def graph_to_dot(graph: Graph, namespace: str,
+                 node_url: Callable[[str], str] | None = None) -> str:
+    """``graph`` as DOT text; nodes are ``opus:<local id>``, labelled name and short id.
+
+    With ``node_url`` (local id -> URL) every node is a link (graphviz ``URL``, opened in
+    the top window when the SVG is embedded in a page)."""
     graph_attributes = {"rankdir": "BT", "charset": "UTF-8", "comment": namespace}
     lines = [f"digraph {quote('provenance')} {{",
              f"  graph [{_attributes(graph_attributes)}];",
@@ -94,6 +98,8 @@ def graph_to_dot(graph: Graph, namespace: str) -> str:
     def node(local_id: str, name: object, style: dict[str, str]) -> None:
         label = f"{name or local_id}\nopus:{_short(local_id)}"
         attributes = {**style, "label": label, "tooltip": f"opus:{local_id}"}
+        if node_url is not None:
+            attributes.update(URL=node_url(local_id), target="_top")
         lines.append(f"  {quote('opus:' + local_id)} [{_attributes(attributes)}];")
 
     def edge(source: str, target: str, relation: str, role: str = "",

@@ -11,6 +11,9 @@ Per result id the verdict is "identical" (same sha256), "different", "missing" (
 did not make it), "extra" (only the new run made it) or "unknown" (a sha256 was not
 recorded). The overall verdict is "identical" when the new run ended in the same phase as the
 original and every result is identical, else "different".
+
+A replay record is read by those who may read its new job (the job, or its run once the job
+is gone); for anyone else it does not exist (404).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from opus.provenance.replay import recorded_inputs
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore, activity_id
 from opus.uws import params
+from opus.uws.inputs import MayRead
 
 RELATION = "prov:alternateOf"
 
@@ -95,24 +99,32 @@ def _job_json(row: dict[str, Any] | None, job_id: str | None, activity: str | No
 
 
 def replay_status(provenance: ProvenanceStore, store: JobStore, new_job_id: str,
-                  root_url: str) -> dict[str, Any]:
-    """The replay whose new job is ``new_job_id``, compared once the new run has ended."""
+                  root_url: str, may_read: MayRead) -> dict[str, Any]:
+    """The replay whose new job is ``new_job_id``, compared once the new run has ended, if
+    the caller ``may_read`` that job."""
+    unknown = NotFoundError(f"no replay with job {params.shown(new_job_id)}")
     if not params.plausible_job_id(new_job_id):
-        raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
+        raise unknown
     record = provenance.replay(new_job_id)
     if record is None:
-        raise NotFoundError(f"no replay with job {params.shown(new_job_id)}")
+        raise unknown
+    new = provenance.activity(activity_id(new_job_id))
+    job = store.get(new_job_id, with_results=False)  # after the run: its phase is as fresh
+    owner: tuple[str | None, bool] = (
+        (job.owner_key, job.public) if job is not None else
+        (new["owner_key"], bool(new["public"])) if new is not None else
+        (record["owner_key"], False))
+    if not may_read(*owner):
+        raise unknown
     original = provenance.activity(record["original_activity_id"])
     if original is None:
         raise NotFoundError(f"the replayed run of job {params.shown(new_job_id)} is gone")
-    new = provenance.activity(activity_id(new_job_id))
     # The new run's record is written in the transaction that ends its job: once it is
     # there, the run is over and the comparison final.
     if record["compared_at"] is None and new is not None:
         fresh = compare(provenance, original, new)
         provenance.store_comparison(new_job_id, fresh, _pairs(new_job_id, fresh))
         record = provenance.replay(new_job_id) or record
-    job = store.get(new_job_id, with_results=False)
     checks = json.loads(record["checks"])
     comparison = json.loads(record["comparison"]) if record["comparison"] else None
     new_json = _job_json(new, new_job_id, original["name"], root_url)

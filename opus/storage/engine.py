@@ -34,7 +34,9 @@ def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # created 0600 here: SQLite gives its -wal and -shm files the database's mode
+            os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
         engine = sa.create_engine(url, pool_size=20, max_overflow=50, pool_timeout=60)
 
         @event.listens_for(engine, "connect")

@@ -115,7 +115,7 @@ class SocketTransport(Transport):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.settimeout(self.SEND_TIMEOUT)
         self._receiver: socket.socket | None = None

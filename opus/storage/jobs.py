@@ -20,12 +20,24 @@ import sqlalchemy as sa
 from opus.storage.engine import write_transaction
 from opus.storage.tables import cleanups, jobs, results
 from opus.storage.events import JobEvents, Message
-from opus.uws.models import Change, Job, JobRef, JobResult, Phase, RunEnd, utcnow
+from opus.uws.models import (
+    Change,
+    Job,
+    JobPage,
+    JobRef,
+    JobResult,
+    JobSummary,
+    Phase,
+    RunEnd,
+    utcnow,
+)
 
 #: Written in the transaction that ends a job (the run's provenance record).
 EndHook = Callable[[sa.Connection, RunEnd], None]
 #: Written in the transaction that deletes or archives a job (its entities invalidated).
 RemoveHook = Callable[[sa.Connection, str, dt.datetime], None]
+#: Written in the transaction that publishes or withdraws a job (its run and products).
+PublishHook = Callable[[sa.Connection, str, bool], None]
 
 _JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash"}]
 _INSERT_JOB = jobs.insert()
@@ -41,6 +53,8 @@ def _row_to_job(row: sa.Row[Any], job_results: Sequence[JobResult] = ()) -> Job:
         execution_duration=data["execution_duration"],
         parameters=json.loads(data["parameters"]),
         owner_id=data["owner_id"],
+        owner_key=data["owner_key"],
+        public=bool(data["public"]),
         run_id=data["run_id"],
         start_time=data["start_time"],
         end_time=data["end_time"],
@@ -59,17 +73,20 @@ def _row_to_job(row: sa.Row[Any], job_results: Sequence[JobResult] = ()) -> Job:
 class JobStore:
     """Jobs, results and pending cleanups in one SQL database.
 
-    ``on_end`` and ``on_remove`` write in the same transaction as the change they follow
-    (wired by :func:`opus.services.build_services` to the provenance store): a job never
-    ends without its record, and never goes away with its entities still valid.
+    ``on_end``, ``on_remove`` and ``on_publish`` write in the same transaction as the change
+    they follow (wired by :func:`opus.services.build_services` to the provenance store): a
+    job never ends without its record, never goes away with its entities still valid, and
+    is never published without its provenance (nor withdrawn with it left public).
     """
 
     def __init__(self, engine: sa.Engine, events: JobEvents, *,
-                 on_end: EndHook | None = None, on_remove: RemoveHook | None = None) -> None:
+                 on_end: EndHook | None = None, on_remove: RemoveHook | None = None,
+                 on_publish: PublishHook | None = None) -> None:
         self.engine = engine
         self.events = events
         self.on_end = on_end
         self.on_remove = on_remove
+        self.on_publish = on_publish
 
     @contextlib.contextmanager
     def _write(self, messages: list[Message]) -> Iterator[sa.Connection]:
@@ -122,7 +139,7 @@ class JobStore:
         self,
         activity: str,
         *,
-        owner_id: str | None = None,
+        owner_key: str | None = None,
         filter_owner: bool = False,
         phases: Iterable[str] | None = None,
         after: dt.datetime | None = None,
@@ -137,7 +154,8 @@ class JobStore:
         ).where(jobs.c.activity == activity)
         if filter_owner:
             query = query.where(
-                jobs.c.owner_id.is_(None) if owner_id is None else jobs.c.owner_id == owner_id
+                jobs.c.owner_key.is_(None) if owner_key is None
+                else jobs.c.owner_key == owner_key
             )
         if phases:
             query = query.where(jobs.c.phase.in_(sorted(set(phases))))
@@ -151,6 +169,65 @@ class JobStore:
         with self.engine.connect() as connection:
             return [JobRef(row.job_id, Phase(row.phase), row.run_id, row.owner_id,
                            row.creation_time) for row in connection.execute(query)]
+
+    def browse(
+        self,
+        activities: Sequence[str],
+        *,
+        owner_key: str | None = None,
+        filter_owner: bool = False,
+        phases: Iterable[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        older: int | None = None,
+        newer: int | None = None,
+        size: int = 25,
+    ) -> JobPage:
+        """A page of ``size`` jobs of these activities, newest first: the newest ones, those
+        just older than position ``older``, or those just newer than ``newer``. Without
+        ``phases`` ARCHIVED jobs are left out; ``created_after`` is inclusive,
+        ``created_before`` exclusive.
+
+        One query per activity, each reading at most ``size + 1`` entries of its
+        (activity, owner_key, id) or (activity, phase, id) index, merged here: one query
+        over several activities would sort every matching row (100,000 of them, say)."""
+        upward = newer is not None and older is None
+        columns = (jobs.c.id, jobs.c.job_id, jobs.c.activity, jobs.c.phase, jobs.c.run_id,
+                   jobs.c.owner_id, jobs.c.creation_time, jobs.c.start_time, jobs.c.end_time)
+        rows: list[sa.Row[Any]] = []
+        with self.engine.connect() as connection:
+            for activity in sorted(set(activities)):
+                query = sa.select(*columns).where(jobs.c.activity == activity)
+                if filter_owner:
+                    query = query.where(jobs.c.owner_key.is_(None) if owner_key is None
+                                        else jobs.c.owner_key == owner_key)
+                query = query.where(jobs.c.phase.in_(sorted(set(phases))) if phases
+                                    else jobs.c.phase != Phase.ARCHIVED)
+                if created_after is not None:
+                    query = query.where(jobs.c.creation_time >= created_after)
+                if created_before is not None:
+                    query = query.where(jobs.c.creation_time < created_before)
+                if older is not None:
+                    query = query.where(jobs.c.id < older)
+                elif newer is not None:
+                    query = query.where(jobs.c.id > newer)
+                query = query.order_by(jobs.c.id.asc() if upward else jobs.c.id.desc())
+                rows.extend(connection.execute(query.limit(size + 1)))
+        rows.sort(key=lambda row: row.id, reverse=not upward)
+        more = len(rows) > size
+        rows = rows[:size]
+        if upward:
+            rows.reverse()
+        found = tuple(JobSummary(row.id, row.job_id, row.activity, Phase(row.phase),
+                                 row.run_id, row.owner_id, row.creation_time, row.start_time,
+                                 row.end_time) for row in rows)
+        if not found:
+            return JobPage(found)
+        if upward:
+            return JobPage(found, older=found[-1].position,
+                           newer=found[0].position if more else None)
+        return JobPage(found, older=found[-1].position if more else None,
+                       newer=found[0].position if older is not None else None)
 
     # -- updates -----------------------------------------------------------------------
     def update(
@@ -210,6 +287,21 @@ class JobStore:
                 )
             if self.on_end is not None:
                 self.on_end(connection, run)
+        return True
+
+    def publish(self, job_id: str, public: bool) -> bool:
+        """Publish (``public``) or withdraw a job, and through ``on_publish`` its
+        provenance, in one transaction; False if there is no such job."""
+        messages: list[Message] = [(job_id, Change.CHANGED)]
+        with self._write(messages) as connection:
+            # The job's row first: a run ending meanwhile waits for it, then records the
+            # flag it reads there (opus.storage.provenance_record.record_run).
+            if connection.execute(jobs.update().where(jobs.c.job_id == job_id)
+                                  .values(public=public)).rowcount != 1:
+                messages.clear()
+                return False
+            if self.on_publish is not None:
+                self.on_publish(connection, job_id, public)
         return True
 
     def archive(self, job_id: str) -> bool:

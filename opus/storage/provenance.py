@@ -10,6 +10,11 @@ The SQL of the larger readers lives beside this module: the graph walk in
 :mod:`opus.storage.provenance_graph`, the search in :mod:`opus.storage.provenance_search`,
 the writer in :mod:`opus.storage.provenance_record`. Callers see plain data
 (:class:`EntityRecord`, dicts of an activity's columns, :class:`opus.provenance.graph.Graph`).
+
+What answers a client directly (the ProvSAP walk and node lookup, the search, bindings, an
+activity asked for by a ``viewer``) is read for a :class:`opus.auth.Viewer`, filtered in SQL
+(:mod:`opus.storage.access`). The other readers return rows with their ``owner_key`` and
+``public`` so that their callers ask :class:`opus.auth.AccessPolicy`.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from opus.activities.model import ActivityDescription
+from opus.auth import Viewer
 from opus.provenance.graph import Graph
 from opus.provenance.search import SearchQuery, SearchResult
 from opus.provenance.templates import DEFAULT_NAMESPACE, TEMPLATES_DIR
 from opus.storage import provenance_graph, provenance_record, provenance_search
 from opus.storage import tables as t
+from opus.storage.access import only_visible
 from opus.storage.engine import write_transaction
 from opus.uws.models import RunEnd, utcnow
 
@@ -51,6 +58,9 @@ class EntityRecord:
     sha256: str | None
     job_id: str | None
     result_id: str | None
+    #: Whose it is (users.id; None: anonymous) and whether it was published.
+    owner_key: str | None = None
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,10 @@ class ProvenanceStore:
                        when: dt.datetime) -> None:
         """The hook of :meth:`JobStore.delete` and ``archive``: the job's files go away."""
         provenance_record.invalidate_job_entities(connection, job_id, when)
+
+    def publish_job(self, connection: sa.Connection, job_id: str, public: bool) -> None:
+        """The hook of :meth:`JobStore.publish`: the job's run and products follow it."""
+        provenance_record.publish_run(connection, job_id, public)
 
     # -- entities -----------------------------------------------------------------------
     def entity(self, entity_id: str) -> EntityRecord | None:
@@ -132,11 +146,14 @@ class ProvenanceStore:
         return [_entity(row) for row in rows]
 
     # -- activities ---------------------------------------------------------------------
-    def activity(self, run_id: str) -> dict[str, Any] | None:
-        """The ``prov_activity`` row of a run, as a dict of its columns."""
+    def activity(self, run_id: str, viewer: Viewer | None = None) -> dict[str, Any] | None:
+        """The ``prov_activity`` row of a run, as a dict of its columns (with a ``viewer``:
+        only if it may read it)."""
+        query = sa.select(t.prov_activity).where(t.prov_activity.c.id == run_id)
+        if viewer is not None:
+            query = only_visible(query, t.prov_activity, viewer)
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(t.prov_activity)
-                                     .where(t.prov_activity.c.id == run_id)).first()
+            row = connection.execute(query).first()
         return dict(row._mapping) if row is not None else None
 
     def generating_activity(self, entity_id: str) -> str | None:
@@ -153,31 +170,36 @@ class ProvenanceStore:
             return {row.name: row.value for row in connection.execute(
                 sa.select(p.c.name, p.c.value).where(p.c.activity_id == run_id))}
 
-    def bindings(self, run_id: str,
-                 activity: ActivityDescription | None) -> dict[str, Any] | None:
-        """The PROV-Template bindings of a recorded run, None if there is no such run."""
+    def bindings(self, run_id: str, activity: ActivityDescription | None, *,
+                 viewer: Viewer) -> dict[str, Any] | None:
+        """The PROV-Template bindings of a recorded run as ``viewer`` may read it, None if
+        there is no such run (or it may not read it)."""
         with self.engine.connect() as connection:
             return provenance_record.bindings_from_record(connection, run_id,
-                                                          self.namespace, activity)
+                                                          self.namespace, activity, viewer)
 
     # -- ProvSAP and search -------------------------------------------------------------
-    def unknown_nodes(self, ids: Sequence[str]) -> list[str]:
-        """Those of ``ids`` that name no entity, activity or agent of the record."""
+    def unknown_nodes(self, ids: Sequence[str], *, viewer: Viewer) -> list[str]:
+        """Those of ``ids`` that name no entity, activity or agent of the record that
+        ``viewer`` may read."""
         with self.engine.connect() as connection:
             return [node for node in ids
-                    if provenance_graph.node_kind(connection, node) is None]
+                    if provenance_graph.node_kind(connection, node, viewer) is None]
 
     def walk(self, start: Sequence[str], *, depth: int | None, direction: str,
-             agents: bool, configuration: bool, max_nodes: int) -> Graph:
-        """The graph around ``start`` (see :mod:`opus.provenance.graph`)."""
+             agents: bool, configuration: bool, max_nodes: int, viewer: Viewer) -> Graph:
+        """The graph around ``start`` as ``viewer`` may see it (see
+        :mod:`opus.provenance.graph`)."""
         with self.engine.connect() as connection:
             return provenance_graph.walk(connection, start, depth=depth,
                                          direction=direction, agents=agents,
-                                         configuration=configuration, max_nodes=max_nodes)
+                                         configuration=configuration, max_nodes=max_nodes,
+                                         viewer=viewer)
 
-    def search(self, query: SearchQuery, *, max_nodes: int) -> SearchResult:
+    def search(self, query: SearchQuery, *, max_nodes: int, viewer: Viewer) -> SearchResult:
         with self.engine.connect() as connection:
-            return provenance_search.search(connection, query, max_nodes=max_nodes)
+            return provenance_search.search(connection, query, viewer=viewer,
+                                            max_nodes=max_nodes)
 
     # -- replays ------------------------------------------------------------------------
     def add_replay(self, **values: Any) -> None:

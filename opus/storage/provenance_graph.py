@@ -2,6 +2,12 @@
 
 One DEPTH step is one query per relation and chunk of the frontier (ids in chunks of 500),
 so a walk costs a few queries per step whatever the size of the record.
+
+Every read is made for a :class:`opus.auth.Viewer` and sees only the runs and entities it
+may read (:func:`opus.storage.access.visible`, in the SQL of each step): another owner's
+nodes are left out of the graph, with their relations, and the walk does not go through
+them; an agent is shown only when it is attached to a node that is shown. An id the viewer
+may not read is unknown to :func:`node_kind`, as an id that does not exist.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from opus.auth import Viewer
 from opus.provenance.graph import Graph
 from opus.storage import tables as t
+from opus.storage.access import only_visible, visible
 
 
 def _rows(connection: sa.Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
@@ -25,11 +33,22 @@ def _chunks(ids: Sequence[str], size: int = 500) -> Iterable[list[str]]:
         yield list(ids[start:start + size])
 
 
-def node_kind(connection: sa.Connection, node_id: str) -> str | None:
-    """'entity', 'activity' or 'agent' for a known local id, else None."""
-    for kind, table in (("entity", t.prov_entity), ("activity", t.prov_activity), ("agent", t.prov_agent)):
-        if connection.execute(sa.select(table.c.id).where(table.c.id == node_id)).first():
+def node_kind(connection: sa.Connection, node_id: str, viewer: Viewer) -> str | None:
+    """'entity', 'activity' or 'agent' for a local id ``viewer`` may read, else None."""
+    for kind, table in (("entity", t.prov_entity), ("activity", t.prov_activity)):
+        if connection.execute(only_visible(sa.select(table.c.id).where(table.c.id == node_id),
+                                           table, viewer)).first():
             return kind
+    if viewer.admin:
+        known = sa.select(t.prov_agent.c.id).where(t.prov_agent.c.id == node_id)
+        return "agent" if connection.execute(known).first() else None
+    for relation, table, key in ((t.prov_was_associated_with, t.prov_activity, "activity_id"),
+                                 (t.prov_was_attributed_to, t.prov_entity, "entity_id")):
+        attached = only_visible(sa.select(relation.c.agent_id)
+                                .join(table, table.c.id == relation.c[key])
+                                .where(relation.c.agent_id == node_id), table, viewer)
+        if connection.execute(attached.limit(1)).first():
+            return "agent"
     return None
 
 
@@ -42,14 +61,16 @@ def walk(
     agents: bool = True,
     configuration: bool = True,
     max_nodes: int = 10000,
+    viewer: Viewer,
 ) -> Graph:
-    """The graph around ``start`` (local ids). ``depth`` None means ALL."""
+    """The graph around ``start`` (local ids) as ``viewer`` may see it. ``depth`` None
+    means ALL."""
     graph = Graph()
     entity_frontier: set[str] = set()
     activity_frontier: set[str] = set()
     agent_ids: set[str] = set()
     for node_id in start:
-        kind = node_kind(connection, node_id)
+        kind = node_kind(connection, node_id, viewer)
         if kind == "entity":
             entity_frontier.add(node_id)
         elif kind == "activity":
@@ -69,10 +90,10 @@ def walk(
         back = direction == "BACK"
         next_activities = _hop(connection, entity_frontier,
                                t.prov_was_generated_by if back else t.prov_used, "entity_id",
-                               "activity_id", graph)
+                               "activity_id", graph, viewer)
         next_entities = _hop(connection, activity_frontier,
                              t.prov_used if back else t.prov_was_generated_by, "activity_id",
-                             "entity_id", graph)
+                             "entity_id", graph, viewer)
         entity_frontier = next_entities - seen_entities
         activity_frontier = next_activities - seen_activities
         seen_entities |= entity_frontier
@@ -80,17 +101,22 @@ def walk(
     if len(seen_entities) + len(seen_activities) > max_nodes:
         graph.truncated = True
     _load_nodes(connection, graph, sorted(seen_entities), sorted(seen_activities),
-                agent_ids, agents=agents, configuration=configuration)
+                agent_ids, agents=agents, configuration=configuration, viewer=viewer)
     return graph
 
 
 def _hop(connection: sa.Connection, frontier: set[str], relation: sa.Table, key: str,
-         other: str, graph: Graph) -> set[str]:
-    """Follow ``relation`` from the ``key`` nodes of ``frontier``; record the relations in
-    ``graph`` and return the ``other`` nodes reached."""
+         other: str, graph: Graph, viewer: Viewer) -> set[str]:
+    """Follow ``relation`` from the ``key`` nodes of ``frontier`` to the ``other`` nodes
+    ``viewer`` may read; record the relations in ``graph`` and return the nodes reached."""
+    target = t.prov_activity if other == "activity_id" else t.prov_entity
+    condition = visible(target, viewer)
     reached: set[str] = set()
     for ids in _chunks(sorted(frontier)):
-        for row in connection.execute(sa.select(relation).where(relation.c[key].in_(ids))):
+        query = sa.select(relation).where(relation.c[key].in_(ids))
+        if condition is not None:
+            query = query.join(target, target.c.id == relation.c[other]).where(condition)
+        for row in connection.execute(query):
             if relation is t.prov_used:
                 graph.used.add((row.activity_id, row.entity_id, row.role or ""))
             else:
@@ -101,10 +127,11 @@ def _hop(connection: sa.Connection, frontier: set[str], relation: sa.Table, key:
 
 def _load_nodes(connection: sa.Connection, graph: Graph, entity_ids: list[str],
                 activity_ids: list[str], agent_ids: set[str], *, agents: bool,
-                configuration: bool) -> None:
+                configuration: bool, viewer: Viewer) -> None:
+    # The walk reached only nodes the viewer may read; the filter stays, to be sure.
     for ids in _chunks(entity_ids):
-        for entity in _rows(connection, sa.select(t.prov_entity)
-                            .where(t.prov_entity.c.id.in_(ids))):
+        for entity in _rows(connection, only_visible(sa.select(t.prov_entity).where(
+                t.prov_entity.c.id.in_(ids)), t.prov_entity, viewer)):
             graph.entities[entity["id"]] = entity
         for row in connection.execute(sa.select(t.prov_was_derived_from).where(
                 t.prov_was_derived_from.c.generated_entity_id.in_(ids))):
@@ -118,8 +145,8 @@ def _load_nodes(connection: sa.Connection, graph: Graph, entity_ids: list[str],
                 agent_ids.add(row.agent_id)
     context_ids: set[str] = set()
     for ids in _chunks(activity_ids):
-        for activity in _rows(connection, sa.select(t.prov_activity)
-                              .where(t.prov_activity.c.id.in_(ids))):
+        for activity in _rows(connection, only_visible(sa.select(t.prov_activity).where(
+                t.prov_activity.c.id.in_(ids)), t.prov_activity, viewer)):
             activity["facts"] = json.loads(activity["facts"]) if activity.get("facts") else {}
             graph.activities[activity["id"]] = activity
             if activity.get("context_id"):

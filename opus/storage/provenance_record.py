@@ -10,6 +10,7 @@ one. It is recorded whatever the end of the job: COMPLETED, ERROR or ABORTED.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opus.activities.model import ActivityDescription
+from opus.auth import Viewer
 from opus.provenance.capture import context_id
 from opus.provenance.templates import (
     DEFAULT_NAMESPACE,
@@ -29,7 +31,8 @@ from opus.provenance.templates import (
     template_pairs,
 )
 from opus.storage import tables as t
-from opus.uws.models import RunEnd
+from opus.storage.access import only_visible, visible
+from opus.uws.models import Job, RunEnd
 
 OPUS_AGENT = "opus"
 
@@ -70,6 +73,12 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
     act = activity_id(job.job_id)
     if connection.execute(sa.select(t.prov_activity.c.id).where(t.prov_activity.c.id == act)).first():
         return act  # already recorded (a report and the outcome file both arrived)
+    # Published or not as the job is now, in this transaction (it may have been published
+    # since ``run.job`` was read).
+    published = connection.execute(sa.select(t.jobs.c.public)
+                                   .where(t.jobs.c.job_id == job.job_id)).scalar()
+    if published is not None:
+        job = dataclasses.replace(job, public=bool(published))
     context = outcome.get("context") or None
     ctx = context_id(context) if context else None
     if context:
@@ -82,7 +91,8 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
     facts = {key: outcome[key] for key in ("rusage", "host", "command", "error_summary")
              if outcome.get(key) is not None}
     connection.execute(t.prov_activity.insert().values(
-        id=act, name=job.activity, job_id=job.job_id, start_time=start_time,
+        id=act, name=job.activity, job_id=job.job_id, owner_key=job.owner_key,
+        public=job.public, start_time=start_time,
         end_time=end_time, phase=phase, comment=outcome.get("error_summary"),
         description_name=job.activity,
         description_version=outcome.get("activity_version") or (
@@ -110,7 +120,7 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
     connection.execute(t.prov_was_associated_with.insert(), [
         {"activity_id": act, "agent_id": agent, "role": role} for agent, role in associations
     ])
-    _record_inputs(connection, act, outcome.get("inputs") or (), start_time)
+    _record_inputs(connection, act, outcome.get("inputs") or (), start_time, job)
     entities = []
     for result in job_results:
         entities.append({
@@ -118,6 +128,7 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
             "location": f"{result_url}/{result.result_id}", "generated_at_time": end_time,
             "content_type": result.mime_type, "size": result.size, "sha256": result.sha256,
             "job_id": job.job_id, "result_id": result.result_id,
+            "owner_key": job.owner_key, "public": job.public,
         })
     if entities:
         connection.execute(t.prov_entity.insert(), entities)
@@ -139,7 +150,7 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
 
 
 def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[str, Any]],
-                   when: dt.datetime | None) -> None:
+                   when: dt.datetime | None, job: Job) -> None:
     """Used relations for the run's inputs: a result of an earlier job is the very entity
     that job generated (so jobs chain in the graph); an upload or a URL becomes a new
     entity with its location, sha256 and size."""
@@ -149,13 +160,33 @@ def _record_inputs(connection: sa.Connection, act: str, inputs: Sequence[dict[st
             entity_id = f"ent-{uuid.uuid4().hex}"
             connection.execute(t.prov_entity.insert().values(
                 id=entity_id, name=item.get("name"), location=item.get("location"),
-                sha256=item.get("sha256"), size=item.get("size")))
+                sha256=item.get("sha256"), size=item.get("size"), owner_key=job.owner_key,
+                public=job.public))
         elif not connection.execute(sa.select(t.prov_entity.c.id)
                                     .where(t.prov_entity.c.id == entity_id)).first():
             continue
         connection.execute(t.prov_used.insert().values(
             activity_id=act, entity_id=entity_id, role=item.get("name") or "input",
             time=when))
+
+
+def publish_run(connection: sa.Connection, job_id: str, public: bool) -> None:
+    """The job ``job_id`` was published (or withdrawn): so are its run and the entities the
+    run generated or brought in (its uploads and URLs). A result of an earlier job that the
+    run used keeps the flag of that job: publish that job to release it."""
+    a, e = t.prov_activity, t.prov_entity
+    act = activity_id(job_id)
+    run = connection.execute(sa.select(a.c.owner_key).where(a.c.id == act)).first()
+    if run is None:
+        return  # not ended yet: record_run copies the job's flag
+    connection.execute(a.update().where(a.c.id == act).values(public=public))
+    generated = sa.select(t.prov_was_generated_by.c.entity_id).where(
+        t.prov_was_generated_by.c.activity_id == act)
+    used = sa.select(t.prov_used.c.entity_id).where(t.prov_used.c.activity_id == act)
+    own = e.c.owner_key.is_(None) if run.owner_key is None else e.c.owner_key == run.owner_key
+    connection.execute(e.update().where(sa.or_(
+        e.c.id.in_(generated), sa.and_(e.c.id.in_(used), e.c.job_id.is_(None), own)))
+        .values(public=public))
 
 
 def invalidate_job_entities(connection: sa.Connection, job_id: str,
@@ -170,22 +201,30 @@ def invalidate_job_entities(connection: sa.Connection, job_id: str,
 
 def bindings_from_record(connection: sa.Connection, activity_id: str,
                          namespace: str = DEFAULT_NAMESPACE,
-                         activity: ActivityDescription | None = None) -> dict[str, Any] | None:
+                         activity: ActivityDescription | None = None,
+                         viewer: Viewer | None = None) -> dict[str, Any] | None:
     """The bindings of a recorded run , or None
     when there is no activity ``activity_id``. ``activity`` (its description) types the
-    parameters and keeps parameter variables apart from entity names."""
-    row = connection.execute(sa.select(t.prov_activity).where(t.prov_activity.c.id == activity_id)
-                             ).first()
+    parameters and keeps parameter variables apart from entity names. With a ``viewer``,
+    as it may read them: None for a run it may not read, and without the entities it may
+    not read (None: the record as it is, for the server's own use)."""
+    everyone = Viewer(admin=True)
+    row = connection.execute(only_visible(
+        sa.select(t.prov_activity).where(t.prov_activity.c.id == activity_id),
+        t.prov_activity, viewer or everyone)).first()
     if row is None:
         return None
     used: dict[str, list[str]] = {}
-    for item in connection.execute(sa.select(t.prov_used).where(t.prov_used.c.activity_id == activity_id)
-                                   .order_by(t.prov_used.c.role, t.prov_used.c.entity_id)):
+    for item in connection.execute(_visible_entities(
+            sa.select(t.prov_used).where(t.prov_used.c.activity_id == activity_id)
+            .order_by(t.prov_used.c.role, t.prov_used.c.entity_id),
+            t.prov_used.c.entity_id, viewer or everyone)):
         used.setdefault(item.role or "input", []).append(item.entity_id)
     generated: dict[str, list[str]] = {}
-    for item in connection.execute(
+    for item in connection.execute(_visible_entities(
             sa.select(t.prov_was_generated_by).where(t.prov_was_generated_by.c.activity_id == activity_id)
-            .order_by(t.prov_was_generated_by.c.role, t.prov_was_generated_by.c.entity_id)):
+            .order_by(t.prov_was_generated_by.c.role, t.prov_was_generated_by.c.entity_id),
+            t.prov_was_generated_by.c.entity_id, viewer or everyone)):
         generated.setdefault(item.role or "output", []).append(item.entity_id)
     parameters = {item.name: item.value for item in connection.execute(
         sa.select(t.prov_parameter).where(t.prov_parameter.c.activity_id == activity_id)
@@ -202,6 +241,15 @@ def bindings_from_record(connection: sa.Connection, activity_id: str,
     return bindings_for_run(activity_id, used, generated, parameters,
                             agents[0] if agents else None, row.start_time, row.end_time,
                             namespace, datatypes=datatypes, entity_names=names)
+
+
+def _visible_entities(query: sa.Select[Any], entity_id: sa.Column[Any],
+                      viewer: Viewer) -> sa.Select[Any]:
+    """``query`` (of a relation) kept to the rows whose entity ``viewer`` may read."""
+    condition = visible(t.prov_entity, viewer)
+    if condition is None:
+        return query
+    return query.join(t.prov_entity, t.prov_entity.c.id == entity_id).where(condition)
 
 
 def template_derivations(connection: sa.Connection, activity_id: str,

@@ -5,6 +5,11 @@ Everything is one SQL statement of joins and semi-joins on indexed columns (see
 LIMIT/OFFSET in the database: nothing is filtered in Python. The lineage filters walk the
 graph first, breadth-first, by ids only, with a visited set and the ProvSAP node cap; a
 walk stopped by the cap is reported (``truncated``).
+
+A search is made for a :class:`opus.auth.Viewer`: hits are the products, and runs, it may
+read (:func:`opus.storage.access.visible` on both, in the statement), the lineage walks go
+only through such nodes, and a lineage start it may not read is unknown (404), as one that
+does not exist.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from opus.auth import Viewer
 from opus.errors import NotFoundError
 from opus.provenance.search import SearchQuery, SearchResult
 from opus.storage import tables as t
+from opus.storage.access import only_visible, visible
 from opus.storage.tables import PREFIX, prefix
 
 
@@ -27,9 +34,10 @@ def _chunks(ids: Iterable[str], size: int = 500) -> Iterable[list[str]]:
 
 
 def lineage(connection: sa.Connection, start: str, direction: str,
-            max_nodes: int) -> tuple[set[str], bool]:
+            max_nodes: int, viewer: Viewer) -> tuple[set[str], bool]:
     """Entities upstream (``BACK``) or downstream (``FORTH``) of entity ``start``, through
-    used / wasGeneratedBy (ProvSAP DEPTH=ALL), ids only; (ids, truncated by the cap)."""
+    used / wasGeneratedBy (ProvSAP DEPTH=ALL) and the nodes ``viewer`` may read, ids only;
+    (ids, truncated by the cap)."""
     if direction == "BACK":
         to_activity = (t.prov_was_generated_by.c.activity_id, t.prov_was_generated_by.c.entity_id)
         to_entity = (t.prov_used.c.entity_id, t.prov_used.c.activity_id)
@@ -44,17 +52,28 @@ def lineage(connection: sa.Connection, start: str, direction: str,
             return entities - {start}, True
         found: set[str] = set()
         for ids in _chunks(frontier):
-            found.update(connection.execute(
-                sa.select(to_activity[0]).where(to_activity[1].in_(ids))).scalars())
+            found.update(connection.execute(_reached(
+                to_activity, ids, t.prov_activity, viewer)).scalars())
         new_activities = found - activities
         activities |= new_activities
         found = set()
         for ids in _chunks(new_activities):
-            found.update(connection.execute(
-                sa.select(to_entity[0]).where(to_entity[1].in_(ids))).scalars())
+            found.update(connection.execute(_reached(
+                to_entity, ids, t.prov_entity, viewer)).scalars())
         frontier = found - entities
         entities |= frontier
     return entities - {start}, False
+
+
+def _reached(step: tuple[sa.Column[Any], sa.Column[Any]], ids: list[str], target: sa.Table,
+             viewer: Viewer) -> sa.Select[Any]:
+    """The ``step[0]`` nodes (rows of ``target``) related to the ``step[1]`` ones in
+    ``ids``, those ``viewer`` may read."""
+    query = sa.select(step[0]).where(step[1].in_(ids))
+    condition = visible(target, viewer)
+    if condition is None:
+        return query
+    return query.join(target, target.c.id == step[0]).where(condition)
 
 
 # -- the query -------------------------------------------------------------------------
@@ -121,13 +140,14 @@ def _filters(query: SearchQuery,
 
 
 def statement(query: SearchQuery, entity_ids: set[str] | None = None,
-              agent_ids: set[str] | None = None) -> sa.Select[Any]:
-    """The one SELECT of a search (``entity_ids``: the lineage restriction, if any;
-    ``agent_ids``: the agents ``query.agent`` names)."""
+              agent_ids: set[str] | None = None, *, viewer: Viewer) -> sa.Select[Any]:
+    """The one SELECT of a search for ``viewer`` (``entity_ids``: the lineage restriction,
+    if any; ``agent_ids``: the agents ``query.agent`` names)."""
     a, e, g = t.prov_activity, t.prov_entity, t.prov_was_generated_by
     where = _filters(query, agent_ids if query.agent is not None else None)
     if entity_ids is not None:
         where.append(e.c.id.in_(sorted(entity_ids)))
+    where.extend(c for c in (visible(a, viewer), visible(e, viewer)) if c is not None)
     return (
         sa.select(
             e.c.id, e.c.name, e.c.location, e.c.sha256, e.c.size, e.c.content_type,
@@ -146,23 +166,25 @@ def statement(query: SearchQuery, entity_ids: set[str] | None = None,
     )
 
 
-def _known_entity(connection: sa.Connection, name: str, entity_id: str) -> None:
-    if connection.execute(sa.select(t.prov_entity.c.id).where(t.prov_entity.c.id == entity_id)).first() \
-            is None:
+def _known_entity(connection: sa.Connection, name: str, entity_id: str,
+                  viewer: Viewer) -> None:
+    known = only_visible(sa.select(t.prov_entity.c.id).where(t.prov_entity.c.id == entity_id),
+                         t.prov_entity, viewer)
+    if connection.execute(known).first() is None:
         raise NotFoundError(f"{name}: no entity {entity_id} in the provenance record")
 
 
-def search(connection: sa.Connection, query: SearchQuery, *,
+def search(connection: sa.Connection, query: SearchQuery, *, viewer: Viewer,
            max_nodes: int = 10000) -> SearchResult:
-    """Run ``query``; hits are rows as dicts, newest run first."""
+    """Run ``query`` for ``viewer``; hits are rows as dicts, newest run first."""
     restriction: set[str] | None = None
     truncated = False
     for name, start, direction in (("ancestors", query.ancestors, "BACK"),
                                    ("descendants", query.descendants, "FORTH")):
         if start is None:
             continue
-        _known_entity(connection, name, start)
-        ids, cut = lineage(connection, start, direction, max_nodes)
+        _known_entity(connection, name, start, viewer)
+        ids, cut = lineage(connection, start, direction, max_nodes, viewer)
         truncated = truncated or cut
         restriction = ids if restriction is None else restriction & ids
     agent_ids: set[str] | None = None
@@ -174,7 +196,7 @@ def search(connection: sa.Connection, query: SearchQuery, *,
     if (restriction is not None and not restriction) or agent_ids == set():
         return SearchResult([], False, truncated)
     rows = [dict(row._mapping) for row in
-            connection.execute(statement(query, restriction, agent_ids))]
+            connection.execute(statement(query, restriction, agent_ids, viewer=viewer))]
     return SearchResult(rows[:query.limit], len(rows) > query.limit, truncated)
 
 

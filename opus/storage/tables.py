@@ -9,8 +9,8 @@ UWS jobs
 Indexes are chosen for the queries the server really makes, so that a job list costs the
 same with a million rows as with ten:
 
-- job lists: ``WHERE activity = ? [AND owner_id = ?] [AND phase IN (...)] ORDER BY id DESC
-  LIMIT n`` -> ``ix_jobs_activity_owner_id`` / ``ix_jobs_activity_phase_id`` (the
+- job lists: ``WHERE activity = ? [AND owner_key = ?] [AND phase IN (...)] ORDER BY id DESC
+  LIMIT n`` -> ``ix_jobs_activity_owner_key_id`` / ``ix_jobs_activity_phase_id`` (the
   autoincrement ``id`` follows creation order, so it stands for creationTime in ORDER BY);
 - the scheduler: jobs submitted to the cluster and not yet released -> ``ix_jobs_cluster``
   (partial in spirit: almost every row has cluster_state 'ended' or NULL), QUEUED jobs in
@@ -61,7 +61,13 @@ jobs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("job_id", sa.String(64), nullable=False, unique=True),
     sa.Column("activity", sa.String(128), nullable=False),
+    # ownerId as UWS shows it (the user's name); NULL for an anonymous job.
     sa.Column("owner_id", sa.String(255), nullable=True),
+    # The owner's stable id (users.id): what access is decided on, so that a user removed
+    # and created again under the same name starts with nothing.
+    sa.Column("owner_key", sa.String(32), nullable=True),
+    # Published by its owner: anyone may read it and use its products as inputs.
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("run_id", sa.String(255), nullable=True),
     sa.Column("phase", sa.String(16), nullable=False),
     # Naive datetimes, always UTC (SQLite has no time zones).
@@ -83,7 +89,7 @@ jobs = sa.Table(
     sa.Column("cluster_state", sa.String(16), nullable=True),
     sa.Column("time_limit", sa.Integer, nullable=True),
     sa.Index("ix_jobs_activity_id", "activity", "id"),
-    sa.Index("ix_jobs_activity_owner_id", "activity", "owner_id", "id"),
+    sa.Index("ix_jobs_activity_owner_key_id", "activity", "owner_key", "id"),
     sa.Index("ix_jobs_activity_phase_id", "activity", "phase", "id"),
     sa.Index("ix_jobs_phase_id", "phase", "id"),
     sa.Index("ix_jobs_cluster", "cluster_state"),
@@ -120,12 +126,27 @@ cleanups = sa.Table(
 
 
 # -- users ---------------------------------------------------------------------------------
-# API tokens are kept only as sha256 hashes (opus.auth); ``opus users add|remove|list``.
+# ``opus users ...``. A user has a stable ``id`` (uuid hex) that jobs and provenance refer
+# to, a unique name (UWS ownerId), a role ("user" or "admin", who sees everything), and any
+# number of API tokens, kept only as sha256 hashes, each with an optional expiry.
 users = sa.Table(
     "users", metadata,
     sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False, server_default="user"),
     sa.Column("created", sa.DateTime, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.String(255), nullable=True),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.Column("expires", sa.DateTime, nullable=True),
+    sa.Column("revoked", sa.DateTime, nullable=True),
 )
 
 
@@ -135,6 +156,10 @@ prov_activity = sa.Table(
     sa.Column("id", sa.String(80), primary_key=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("job_id", sa.String(64), nullable=True, index=True),
+    # Whose run this is (users.id; NULL: anonymous) and whether it was published: the
+    # record outlives the job, so it keeps what access to it is decided on.
+    sa.Column("owner_key", sa.String(32), nullable=True, index=True),
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("start_time", sa.DateTime), sa.Column("end_time", sa.DateTime),
     sa.Column("phase", sa.String(16)),
     sa.Column("comment", sa.Text),
@@ -162,6 +187,9 @@ prov_entity = sa.Table(
     # The UWS job and result this entity is (NULL for inputs from outside).
     sa.Column("job_id", sa.String(64), index=True),
     sa.Column("result_id", sa.String(255)),
+    # The owner of the run that generated (or, for an input from outside, used) it.
+    sa.Column("owner_key", sa.String(32), nullable=True, index=True),
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 prov_agent = sa.Table(
@@ -260,6 +288,7 @@ prov_replay = sa.Table(
     sa.Column("original_job_id", sa.String(64)),
     sa.Column("requested_id", sa.String(255)),
     sa.Column("owner_id", sa.String(255)),
+    sa.Column("owner_key", sa.String(32), nullable=True),
     sa.Column("forced", sa.Boolean, nullable=False),
     sa.Column("created", sa.DateTime, nullable=False),
     # JSON {"overridden": [problems FORCE=true overrode], "notes": [what was not checked]}.

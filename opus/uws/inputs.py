@@ -7,7 +7,11 @@ A used entity called ``N`` is given like a parameter ``N``, in one of three ways
   ``/{jobs}/{job-id}/parameters/N``;
 - a URL (http or https only), fetched by the runner with size and time limits;
 - a result of an earlier job, by its entity identifier (``opus:ent-...``) or by its result
-  URL on this server; jobs chain this way and the provenance record links them.
+  URL on this server; jobs chain this way and the provenance record links them. A product
+  may be used by whoever may read it (:class:`opus.auth.AccessPolicy`): one the caller may
+  not read is unknown to them (its identifier is refused as an unknown one, its URL taken
+  for a URL of elsewhere, which the runner fetches without credentials), and the
+  scheduler checks again, for the job's owner, when it stages the input.
 
 Each appears as a ``byReference="true"`` parameter of the job. File names sent by clients
 are never used: an input is stored under the entity's name and staged under the file name
@@ -17,9 +21,10 @@ the activity description declares.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
@@ -41,6 +46,17 @@ class KnownEntity(Protocol):
 
     @property
     def invalidated_at_time(self) -> dt.datetime | None: ...
+
+    @property
+    def owner_key(self) -> str | None: ...
+
+    @property
+    def public(self) -> bool: ...
+
+
+#: Whether the caller may read something of this owner (None: anonymous), published or
+#: not: :meth:`opus.auth.AccessPolicy.may_read` for the caller.
+MayRead = Callable[[str | None, bool], bool]
 
 
 class EntityLookup(Protocol):
@@ -72,6 +88,23 @@ def split_inputs(activity: ActivityDescription, submitted: Mapping[str, str]
     return inputs, rest
 
 
+def upload_names(activity: ActivityDescription, uploads: Mapping[str, BinaryIO],
+                 references: Mapping[str, str]) -> dict[str, str]:
+    """{multipart part name: used entity name}, refusing parts that are no file input
+    of the activity or that duplicate an input given by reference."""
+    names: dict[str, str] = {}
+    for part in uploads:
+        entity = used_entity(activity, part)
+        if entity is None:
+            accepted = ", ".join(e.name for e in activity.used) or "none"
+            raise ParameterError(part[:100], f"is not a file input of {activity.name} "
+                                             f"(file inputs: {accepted})")
+        if entity.name in references or entity.name in names.values():
+            raise ParameterError(entity.name, "given more than once")
+        names[part] = entity.name
+    return names
+
+
 def kind_of(value: str) -> str:
     """'upload', 'entity' or 'url' for a stored input value."""
     if value.startswith(UPLOAD_PREFIX):
@@ -81,8 +114,9 @@ def kind_of(value: str) -> str:
     return "url"
 
 
-def resolve_reference(entities: EntityLookup, name: str, value: str) -> str:
-    """The stored form of an input given by reference, or a ParameterError naming it."""
+def resolve_reference(entities: EntityLookup, name: str, value: str, may_read: MayRead) -> str:
+    """The stored form of an input given by reference, or a ParameterError naming it; a
+    product is known only to those who ``may_read`` it."""
     text = value.strip()
     match = _ENTITY.match(text)
     if match is None:
@@ -94,13 +128,13 @@ def resolve_reference(entities: EntityLookup, name: str, value: str) -> str:
         if result is None:
             return text  # somewhere else: the runner fetches it
         entity = entities.entity_of_result(result.group(2), result.group(3))
-        if entity is None:
+        if entity is None or not may_read(entity.owner_key, entity.public):
             return text  # a result URL of another server that looks like ours
         entity_id = entity.id
     else:
         entity_id = match.group(1)
         entity = entities.entity(entity_id)
-    if entity is None:
+    if entity is None or not may_read(entity.owner_key, entity.public):
         raise ParameterError(name, f"no result {entity_id} is known here")
     if entity.invalidated_at_time is not None:
         raise ParameterError(name, f"the result {entity_id} was deleted")
@@ -114,9 +148,10 @@ def upload_path(job_dir: Path, name: str) -> Path:
 def save_upload(job_dir: Path, name: str, stream: BinaryIO, limit: int) -> int:
     """Copy an uploaded part to the job directory; 413 (and nothing kept) past ``limit``."""
     target = upload_path(job_dir, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.parent.mkdir(exist_ok=True, mode=0o700)
     size = 0
-    with open(target, "wb") as out:
+    with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for block in iter(lambda: stream.read(1 << 20), b""):
             size += len(block)
             if size > limit:

@@ -19,7 +19,9 @@ XML elements and attributes of UWS.xsd, so a client can read either with one voc
 ``errorSummary``
     ``{"type": "fatal"|"transient", "hasDetail": true, "message"}``, or null.
 ``jobInfo``
-    ``{"provenance": {"href", "mime-type"}}`` once the job has ended, else null.
+    ``{"provenance": {"href", "mime-type"}, "access": "public"|"private"}``: ``provenance``
+    once the job has ended, ``access`` who may read the job (anyone, or its owner); null
+    when there is neither.
 ``jobs`` (the job list)
     ``{"version": "1.1", "jobs": [{"id", "href", "phase", "runId", "ownerId",
     "creationTime"}]}``.
@@ -99,7 +101,13 @@ def job(
     result_url: Callable[[str], str],
     provenance_url: str | None = None,
     references: Mapping[str, str] | None = None,
+    access: str | None = None,
 ) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if provenance_url is not None:
+        info["provenance"] = {"href": provenance_url, "mime-type": "application/x-prov+json"}
+    if access is not None:
+        info["access"] = access
     return {
         "version": "1.1",
         "jobId": job.job_id,
@@ -115,8 +123,7 @@ def job(
         "parameters": parameter_list(job, references or {}),
         "results": result_list(job, result_url),
         "errorSummary": error_summary(job),
-        "jobInfo": None if provenance_url is None else {
-            "provenance": {"href": provenance_url, "mime-type": "application/x-prov+json"}},
+        "jobInfo": info or None,
     }
 
 

@@ -80,6 +80,10 @@ class Job:
     execution_duration: int
     parameters: dict[str, str]
     owner_id: str | None = None
+    #: The owner's stable id (:class:`opus.auth.Identity` ``key``); None: anonymous.
+    owner_key: str | None = None
+    #: Published by its owner: readable by anyone.
+    public: bool = False
     run_id: str | None = None
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None
@@ -103,6 +107,32 @@ class JobRef:
     run_id: str | None
     owner_id: str | None
     creation_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A line of the web client's job list, which spans activities. ``position`` is the
+    store's order of creation (newer jobs have larger positions): the paging cursor."""
+
+    position: int
+    job_id: str
+    activity: str
+    phase: Phase
+    run_id: str | None
+    owner_id: str | None
+    creation_time: dt.datetime
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a job list, newest first; ``older`` / ``newer``: the cursors of the
+    neighbouring pages (None: there is none)."""
+
+    jobs: tuple[JobSummary, ...]
+    older: int | None = None
+    newer: int | None = None
 
 
 @dataclass(frozen=True)

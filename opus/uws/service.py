@@ -8,6 +8,7 @@ HTTP handlers (:mod:`opus.web.uws`) only translate requests into calls here; the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import shutil
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
+from opus.activities.server_paths import check_server_paths
 from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
@@ -30,6 +32,7 @@ from opus.uws.models import (
     END_PHASES,
     RUNNING_PHASES,
     Job,
+    JobPage,
     JobRef,
     JobResult,
     Phase,
@@ -87,8 +90,24 @@ class JobService:
     ) -> list[JobRef]:
         self.registry.get(activity)
         filter_owner, owner = self.policy.owner_filter(identity)
-        return self.store.list_jobs(activity, owner_id=owner, filter_owner=filter_owner,
+        return self.store.list_jobs(activity, owner_key=owner, filter_owner=filter_owner,
                                phases=phases or None, after=after, last=last)
+
+    def browse(self, identity: Identity, activity: str | None = None,
+               **query: Any) -> JobPage:
+        """A page of the jobs ``identity`` lists, of one activity or of all, newest first
+        (the web client's list; ``query``: the filters and cursors of JobStore.browse)."""
+        names = [self.registry.get(activity).name] if activity else self.registry.names()
+        filter_owner, owner = self.policy.owner_filter(identity)
+        return self.store.browse(names, owner_key=owner, filter_owner=filter_owner, **query)
+
+    def find(self, identity: Identity, job_id: str, *, with_results: bool = True) -> Job:
+        """The job ``job_id``, whatever its activity, if ``identity`` may see it."""
+        job = self.store.get(job_id, with_results=False) \
+            if params.plausible_job_id(job_id) else None
+        if job is None:
+            raise NotFoundError(f"no job {params.shown(job_id)}")
+        return self.get(identity, job.activity, job_id, with_results=with_results)
 
     def wait(
         self,
@@ -159,9 +178,11 @@ class JobService:
             raise ParameterError("ACTION", "not allowed at job creation")
         given_inputs, activity_params = inputs.split_inputs(activity, activity_params)
         values = validate_parameters(activity, activity_params)
-        references = {name: inputs.resolve_reference(self.entities, name, value)
+        check_server_paths(activity, values, self.settings.data_roots)
+        may_read = functools.partial(self.policy.may_read, identity)
+        references = {name: inputs.resolve_reference(self.entities, name, value, may_read)
                       for name, value in given_inputs.items()}
-        upload_names = self._upload_names(activity, uploads or {}, references)
+        upload_names = inputs.upload_names(activity, uploads or {}, references)
         missing = [e.name for e in activity.used
                    if e.name not in references and e.name not in upload_names.values()]
         if missing:
@@ -185,6 +206,7 @@ class JobService:
             execution_duration=execution_duration,
             parameters=values,
             owner_id=identity.owner_id,
+            owner_key=identity.key,
             run_id=run_id,
             destruction=destruction,
         )
@@ -194,23 +216,6 @@ class JobService:
             shutil.rmtree(job_dir, ignore_errors=True)  # no orphaned uploads
             raise
         return job
-
-    @staticmethod
-    def _upload_names(activity: ActivityDescription, uploads: Mapping[str, BinaryIO],
-                      references: Mapping[str, str]) -> dict[str, str]:
-        """{multipart part name: used entity name}, refusing parts that are no file input
-        of the activity or that duplicate an input given by reference."""
-        names: dict[str, str] = {}
-        for part in uploads:
-            entity = inputs.used_entity(activity, part)
-            if entity is None:
-                accepted = ", ".join(e.name for e in activity.used) or "none"
-                raise ParameterError(part[:100], f"is not a file input of {activity.name} "
-                                                 f"(file inputs: {accepted})")
-            if entity.name in references or entity.name in names.values():
-                raise ParameterError(entity.name, "given more than once")
-            names[part] = entity.name
-        return names
 
     def reference_hrefs(self, job: Job, job_url: str) -> dict[str, str]:
         """{parameter: URL} of the job's inputs given by reference, for byReference
@@ -342,7 +347,9 @@ class JobService:
         description = self.registry.get(activity)
         given_inputs, activity_params = inputs.split_inputs(description, activity_params)
         changes = validate_parameters(description, activity_params, partial=True)
-        changes.update({name: inputs.resolve_reference(self.entities, name, value)
+        check_server_paths(description, changes, self.settings.data_roots)
+        may_read = functools.partial(self.policy.may_read, identity)
+        changes.update({name: inputs.resolve_reference(self.entities, name, value, may_read)
                         for name, value in given_inputs.items()})
         values: dict[str, Any] = {}
         if changes:

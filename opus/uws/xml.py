@@ -92,6 +92,7 @@ def job(
     result_url: Callable[[str], str],
     provenance_url: str | None = None,
     references: Mapping[str, str] | None = None,
+    access: str | None = None,
 ) -> bytes:
     root = etree.Element(f"{{{UWS}}}job", nsmap=NSMAP)
     root.set("version", "1.1")
@@ -114,12 +115,16 @@ def job(
         summary.set("type", error["type"])
         summary.set("hasDetail", "true")
         _el(summary, "message", error["message"])
-    if provenance_url is not None:
-        # UWS 1.1 section 2.2.2.2: jobInfo carries what the implementation adds.
+    if provenance_url is not None or access is not None:
+        # UWS 1.1 section 2.2.2.2: jobInfo carries what the implementation adds: the run's
+        # provenance once it ended, who may read the job (public, private).
         info = _el(root, "jobInfo")
-        link = etree.SubElement(info, f"{{{OPUS}}}provenance", nsmap={"opus": OPUS})
-        link.set(_HREF, provenance_url)
-        link.set("mime-type", "application/x-prov+json")
+        if provenance_url is not None:
+            link = etree.SubElement(info, f"{{{OPUS}}}provenance", nsmap={"opus": OPUS})
+            link.set(_HREF, provenance_url)
+            link.set("mime-type", "application/x-prov+json")
+        if access is not None:
+            etree.SubElement(info, f"{{{OPUS}}}access", nsmap={"opus": OPUS}).text = access
     return _tostring(root)
 
 

@@ -28,6 +28,7 @@ from opus.activities import datalink
 from opus.activities.model import ActivityDescription
 from opus.activities.registry import ActivityRegistry
 from opus.activities.votable import write_activity
+from opus.auth import Authenticator
 from opus.errors import ClientError, ParameterError
 from opus.uws.service import JobService
 from opus.web import forms, vosi
@@ -86,8 +87,10 @@ def _votable(body: bytes) -> HTTPResponse:
     return HTTPResponse(body=body, headers={"Content-Type": VOTABLE})
 
 
-def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService) -> None:
-    """Add the discovery, form and DataLink routes to ``app``."""
+def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
+            authenticator: Authenticator) -> None:
+    """Add the discovery, form and DataLink routes to ``app``; ``authenticator`` says which
+    authentication schemes ``/capabilities`` lists."""
 
     @route(app, "GET", "/activities", operation=Operation(
         "listActivities", "the activities: JSON, or HTML when Accept prefers text/html",
@@ -168,8 +171,13 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService)
         "capabilities", "VOSI 1.1 capabilities",
         responses(ok("the capabilities", {"text/xml": {"type": "string"}})), tags=SERVICE))
     def capabilities() -> HTTPResponse:
-        body = vosi.capabilities(root_url(), ((a.name, a.description) for a in registry))
-        return HTTPResponse(body=body, headers={"Content-Type": vosi.XML_CONTENT_TYPE})
+        body = vosi.capabilities(root_url(), ((a.name, a.description) for a in registry),
+                                 authenticator.security_methods)
+        response = HTTPResponse(body=body, headers={"Content-Type": vosi.XML_CONTENT_TYPE})
+        if identity().anonymous:  # SSO 2.x WD 2.2: 200 with challenges, auth is optional
+            for challenge in authenticator.challenges:
+                response.add_header("WWW-Authenticate", challenge)
+        return response
 
     @route(app, "GET", "/availability", operation=Operation(
         "availability", "VOSI 1.1 availability",

@@ -1,8 +1,13 @@
 """The one error path of the web application: every route's failures are answered here.
 
 A bottle plugin wraps every route. Before the handler it refuses bodies over the limit
-(413) and resolves the caller's identity once (:class:`opus.auth.Authenticator`); around it
-it turns
+(413), resolves the caller's identity once (:class:`opus.auth.Authenticator`, through
+the web client's session cookie when there is one: :mod:`opus.web.sessions`; the identity
+header of a proxy only from a trusted one, :mod:`opus.web.proxies`) and the root of the
+URLs this answer may write (``base_url``, or what a trusted proxy says); after it, an
+authenticated answer names the user in ``x-vo-authenticated`` (SSO 2.x WD section 2.3) and
+a 401 carries one ``WWW-Authenticate`` challenge per accepted scheme (WD section 2.1). Around
+the handler it turns
 
 - an :class:`opus.errors.ClientError` into its status (400, 401, 403, 404, 409, 413, 415),
 - an :class:`opus.errors.ServiceUnavailableError`, or a database that cannot be reached
@@ -13,8 +18,10 @@ it turns
 
 each written in the error format the route declares with ``errors=...`` in its route
 config: ``"uws"`` (the default: plain text, or ``{"error", "status"}`` JSON when the client
-prefers JSON to text, UWS 1.1 section 2.2) or ``"dali"`` (a VOTable error document, DALI 1.1
-section 4.4, for DataLink and other DALI services). Anything else is a bug: bottle answers
+prefers JSON to text, UWS 1.1 section 2.2), ``"dali"`` (a VOTable error document, DALI 1.1
+section 4.4, for DataLink and other DALI services), ``"tap"`` (the same document without
+DataLink's fault names and links table, for ProvTAP) or a format given to the plugin (the
+web client's ``"html"`` pages, :mod:`opus.web.pages`). Anything else is a bug: bottle answers
 it through :func:`plain_error`, which logs the traceback and says 500.
 """
 
@@ -28,18 +35,23 @@ from typing import Any
 import bottle
 from bottle import HTTPResponse, request
 
-from opus.auth import Identity
+from opus.auth import Authenticator, Identity
 from opus.datalink.votable import VOTABLE_MEDIA_TYPE, error_document
 from opus.errors import ClientError, PayloadTooLargeError, ServiceUnavailableError
 from opus.storage.engine import DATABASE_UNAVAILABLE
+from opus.tap import votable as tap_votable
 from opus.uws import json_documents
 from opus.web.http import (
+    CLIENT_ADDRESS,
+    IDENTITY,
     JSON,
+    ROOT_URL,
     discard_unread_body,
     text_response,
     varying,
     wants_json,
 )
+from opus.web.proxies import TrustedProxies
 
 log = logging.getLogger("opus.http")
 
@@ -47,6 +59,8 @@ log = logging.getLogger("opus.http")
 DATABASE_RETRY_AFTER = 5
 
 Renderer = Callable[[str, int], HTTPResponse]
+#: The identity of a request, given whether it comes straight from a trusted proxy.
+Identify = Callable[[bottle.BaseRequest, bool], Identity]
 
 
 def uws_error(message: str, status: int) -> HTTPResponse:
@@ -57,8 +71,6 @@ def uws_error(message: str, status: int) -> HTTPResponse:
                                 headers={"Content-Type": JSON, "Vary": "Accept"})
     else:
         response = varying(text_response(message + "\n", status))
-    if status == 401:  # RFC 6750 section 3: say how to authenticate
-        response.set_header("WWW-Authenticate", 'Bearer realm="OPUS"')
     return response
 
 
@@ -77,7 +89,13 @@ def dali_error(message: str, status: int) -> HTTPResponse:
                         headers={"Content-Type": VOTABLE_MEDIA_TYPE})
 
 
-RENDERERS: Mapping[str, Renderer] = {"uws": uws_error, "dali": dali_error}
+def tap_error(message: str, status: int) -> HTTPResponse:
+    """The DALI 1.1 error document of TAP (no DataLink fault names, no links table)."""
+    return HTTPResponse(body=tap_votable.error_document(message), status=status,
+                        headers={"Content-Type": VOTABLE_MEDIA_TYPE})
+
+
+RENDERERS: Mapping[str, Renderer] = {"uws": uws_error, "dali": dali_error, "tap": tap_error}
 
 
 class ErrorPlugin:
@@ -86,27 +104,54 @@ class ErrorPlugin:
     name = "opus.errors"
     api = 2
 
-    def __init__(self, max_body: int, authenticate: Callable[[Any], Identity]) -> None:
+    def __init__(self, max_body: int, authenticate: Authenticator, *, base_url: str,
+                 proxies: TrustedProxies, identify: Identify | None = None,
+                 renderers: Mapping[str, Renderer] | None = None) -> None:
+        """``identify``: the identity of a request, when more than its headers decide it
+        (the web client's session cookie); by default ``authenticate(headers)``.
+        ``renderers``: more error formats (the web client's HTML pages)."""
         self.max_body = max_body
         self.authenticate = authenticate
+        self.base_url = base_url
+        self.proxies = proxies
+        self.identify: Identify = identify or (
+            lambda req, trusted: authenticate(req.headers, trusted_proxy=trusted))
+        self.renderers = {**RENDERERS, **(renderers or {})}
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
-        render = RENDERERS[route.config.get("errors", "uws")]
+        render = self.renderers[route.config.get("errors", "uws")]
 
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            environ = request.environ
+            environ[IDENTITY] = None
+            try:
+                return _named(handle(*args, **kwargs), environ[IDENTITY])
+            except bottle.HTTPResponse as raised:  # bottle.redirect() and the like
+                _named(raised, environ[IDENTITY])
+                raise
+
+        def handle(*args: Any, **kwargs: Any) -> Any:
+            environ = request.environ
             try:
                 length = request.content_length
                 if length > self.max_body:
                     raise PayloadTooLargeError(
                         f"request body of {length} bytes exceeds the limit of "
                         f"{self.max_body}")
-                request.environ["opus.identity"] = self.authenticate(request.headers)
+                environ[ROOT_URL] = self.proxies.root_url(environ, self.base_url)
+                environ[CLIENT_ADDRESS] = self.proxies.client_address(environ)
+                environ[IDENTITY] = self.identify(
+                    request, self.proxies.trusts(environ.get("REMOTE_ADDR")))
                 return callback(*args, **kwargs)
             except ClientError as error:
                 if error.status != 413:
                     discard_unread_body()
-                return render(error.message, error.status)
+                response = render(error.message, error.status)
+                if error.status == 401:  # RFC 7235 section 3.1: say how to authenticate
+                    for challenge in self.authenticate.challenges:
+                        response.add_header("WWW-Authenticate", challenge)
+                return response
             except ServiceUnavailableError as fault:
                 log.error("%s %s: 503, %s", request.method, request.path, fault.message)
                 return _retry_later(render(fault.message, 503), fault.retry_after)
@@ -128,6 +173,16 @@ class ErrorPlugin:
                 return render(str(error.body), error.status_code)
 
         return wrapper
+
+
+def _named(result: Any, identity: Identity | None) -> Any:
+    """``result`` (a handler's answer), with ``x-vo-authenticated: <user name>`` if the
+    caller authenticated (SSO 2.x WD section 2.3). A returned HTTPResponse replaces
+    bottle's response object, so the header goes to whichever is sent."""
+    if identity is not None and identity.owner_id is not None:
+        target = result if isinstance(result, HTTPResponse) else bottle.response
+        target.set_header("x-vo-authenticated", identity.owner_id)
+    return result
 
 
 def _retry_later(response: HTTPResponse, seconds: int) -> HTTPResponse:

@@ -40,7 +40,7 @@ from opus.activities.model import (
 from opus.activities.validation import INTEGER_RANGES, parse_arraysize
 from opus.web.html import esc, page
 
-__all__ = ["FILE_XTYPE", "form_parameters", "input_kind", "render_form"]
+__all__ = ["FILE_XTYPE", "field_id", "form_element", "form_parameters", "input_kind", "render_form"]
 
 FILE_XTYPE = "application/octet-stream"
 #: Control fields of the form, sent only when filled (UWS 1.1 section 2.2.3.1).
@@ -96,8 +96,22 @@ def _limits_text(p: ParameterDescription) -> str:
     return ", ".join(parts)
 
 
-def _field(p: ParameterDescription, value: str | None, invalid: bool) -> str:
-    """One labelled input with its unit and help text."""
+def _field_error(ident: str, message: str | None) -> str:
+    """The message about one field, shown beside it (referenced by its aria-describedby)."""
+    if not message:
+        return ""
+    return f'<span class="field-error" id="{esc(ident)}-error">{esc(message)}</span>'
+
+
+def _described_by(ident: str, message: str | None) -> str:
+    ids = f"{ident}-error {ident}-help" if message else f"{ident}-help"
+    return f'aria-describedby="{esc(ids)}"'
+
+
+def _field(p: ParameterDescription, value: str | None, invalid: bool,
+           message: str | None = None) -> str:
+    """One labelled input with its unit and help text (and ``message``, when the value was
+    refused)."""
     kind = input_kind(p)
     ident = f"p-{p.name}"
     help_parts = [p.description or ""]
@@ -111,7 +125,8 @@ def _field(p: ParameterDescription, value: str | None, invalid: bool) -> str:
         # PARAM has no way in yet.
         help_parts.append("File uploads are not accepted yet for a parameter.")
     help_text = " ".join(part for part in help_parts if part)
-    common = f'id="{esc(ident)}" name="{esc(p.name)}" aria-describedby="{esc(ident)}-help"'
+    message = message if invalid else None
+    common = f'id="{esc(ident)}" name="{esc(p.name)}" {_described_by(ident, message)}'
     if invalid:
         common += ' aria-invalid="true"'
     required = " required" if p.required and kind != "checkbox" else ""
@@ -139,8 +154,8 @@ def _field(p: ParameterDescription, value: str | None, invalid: bool) -> str:
     unit = f'<span class="unit">{esc(p.unit)}</span>' if p.unit else ""
     mark = " *" if required else ""
     return (f'<div class="field"><label for="{esc(ident)}">{esc(p.name)}{mark}</label>'
-            f'{control}{unit}<span class="help" id="{esc(ident)}-help">{esc(help_text)}</span>'
-            "</div>")
+            f'{_field_error(ident, message)}{control}{unit}'
+            f'<span class="help" id="{esc(ident)}-help">{esc(help_text)}</span></div>')
 
 
 def render_form(activity: ActivityDescription, action: str,
@@ -150,8 +165,24 @@ def render_form(activity: ActivityDescription, action: str,
 
     ``values`` are the user's previous values (by parameter name, and the control fields
     RUNID, EXECUTIONDURATION, PHASE); without them the defaults are shown and "run now" is
-    checked. ``error`` is shown above the form and ``invalid`` names the field it is about.
+    checked. ``error`` is shown above the form and beside the field ``invalid`` names.
     """
+    parts = [f"<h1>{esc(activity.name)}</h1>"]
+    if activity.description:
+        parts.append(f'<p class="description">{esc(activity.description)}</p>')
+    if activity.docurl:
+        parts.append(f'<p><a href="{esc(activity.docurl)}">Documentation</a></p>')
+    if error:
+        parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
+    parts.append(form_element(activity, action, values, error, invalid))
+    return page(f"OPUS: {activity.name}", "\n".join(parts))
+
+
+def form_element(activity: ActivityDescription, action: str,
+                 values: Mapping[str, str] | None = None, error: str | None = None,
+                 invalid: str | None = None, hidden: Mapping[str, str] | None = None) -> str:
+    """The ``<form>`` of :func:`render_form` alone (the web client's activity page puts it
+    in its own layout), with ``hidden`` fields (the session's CSRF token)."""
     first = values is None
     values = {key.lower(): value for key, value in (values or {}).items()}
     invalid = (invalid or "").lower()
@@ -160,7 +191,7 @@ def render_form(activity: ActivityDescription, action: str,
         value = values.get(p.name.lower())
         if value is None and not first and input_kind(p) == "checkbox":
             value = "false"  # an unchecked box sends nothing
-        return _field(p, value, invalid == p.name.lower())
+        return _field(p, value, invalid == p.name.lower(), error)
 
     required = [field(p) for p in activity.parameters if p.required]
     optional = [field(p) for p in activity.parameters if not p.required]
@@ -168,54 +199,85 @@ def render_form(activity: ActivityDescription, action: str,
                                           for p in activity.parameters)
     enctype = ' enctype="multipart/form-data"' if has_file else ""
 
-    parts = [f"<h1>{esc(activity.name)}</h1>"]
-    if activity.description:
-        parts.append(f'<p class="description">{esc(activity.description)}</p>')
-    if activity.docurl:
-        parts.append(f'<p><a href="{esc(activity.docurl)}">Documentation</a></p>')
-    if error:
-        parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
-    parts.append(f'<form method="post" action="{esc(action)}"{enctype}>')
+    parts = [f'<form method="post" action="{esc(action)}"{enctype}>']
+    parts += [f'<input type="hidden" name="{esc(name)}" value="{esc(value)}">'
+              for name, value in (hidden or {}).items()]
     parts += [_input_field(entity, values.get(entity.name.lower()),
-                           invalid == entity.name.lower()) for entity in activity.used]
+                           invalid == entity.name.lower(), error)
+              for entity in activity.used]
     parts += required
     if optional:
-        parts.append("<details><summary>Optional parameters</summary>")
+        # Open when something in it needs the user's eyes: a refused value, or values that
+        # are not the defaults (a form filled again, or from an earlier job).
+        shown = any(p.name.lower() == invalid or (
+            values.get(p.name.lower()) not in (None, p.default or "")
+            and not (input_kind(p) == "checkbox" and (p.default or "false").lower()
+                     == (values.get(p.name.lower()) or "").lower()))
+            for p in activity.parameters if not p.required)
+        parts.append(f"<details{' open' if shown else ''}><summary>Optional parameters"
+                     "</summary>")
         parts += optional
         parts.append("</details>")
 
     run_checked = " checked" if first or values.get("phase", "").upper() == "RUN" else ""
     duration_hint = activity.execution_duration if activity.execution_duration else ""
+    runid_error = error if invalid == "runid" else None
+    duration_error = error if invalid == "executionduration" else None
     parts.append(
         "<fieldset><legend>Job control</legend>"
         '<div class="field"><label for="c-runid">RUNID</label>'
+        f'{_field_error("c-runid", runid_error)}'
         f'<input type="text" id="c-runid" name="RUNID" maxlength="255" '
+        f'{_described_by("c-runid", runid_error)} '
         f'value="{esc(values.get("runid", ""))}">'
-        '<span class="help">A label of your choice for the job.</span></div>'
+        '<span class="help" id="c-runid-help">A label of your choice for the job.</span></div>'
         '<div class="field"><label for="c-duration">EXECUTIONDURATION</label>'
+        f'{_field_error("c-duration", duration_error)}'
         f'<input type="number" id="c-duration" name="EXECUTIONDURATION" min="0" step="1" '
-        f'placeholder="{esc(duration_hint)}" '
+        f'{_described_by("c-duration", duration_error)} placeholder="{esc(duration_hint)}" '
         f'value="{esc(values.get("executionduration", ""))}"><span class="unit">s</span>'
-        '<span class="help">Longest run time; empty for the activity\'s default.</span></div>'
+        '<span class="help" id="c-duration-help">Longest run time; empty for the '
+        'activity\'s default.</span></div>'
         '<div class="field"><label><input type="checkbox" name="PHASE" value="RUN"'
         f"{run_checked}> run now</label></div>"
         "</fieldset>")
     parts.append('<p><button type="submit">Create job</button></p></form>')
-    return page(f"OPUS: {activity.name}", "\n".join(parts))
+    return "\n".join(parts)
 
 
-def _input_field(entity: EntityDescription, value: str | None, invalid: bool) -> str:
+def _input_field(entity: EntityDescription, value: str | None, invalid: bool,
+                 message: str | None = None) -> str:
     """A used entity (ProvenanceDM UsageDescription): a file to upload, or a URL or the
     identifier of an earlier result typed in the same-named text field."""
     ident = f"i-{entity.name}"
-    marker = ' aria-invalid="true"' if invalid else ""
+    message = message if invalid else None
+    marker = (' aria-invalid="true"' if invalid else "") + " " + _described_by(ident, message)
     kind = f" ({esc(entity.content_type)})" if entity.content_type else ""
     return (
         f'<div class="field"><label for="{esc(ident)}">{esc(entity.name)}</label>'
+        f'{_field_error(ident, message)}'
         f'<input type="file" id="{esc(ident)}" name="{esc(entity.name)}"{marker}>'
-        f'<input type="text" name="{esc(entity.name)}" value="{esc(value or "")}" '
-        f'placeholder="or a URL, or opus:ent-... of an earlier result"{marker}>'
-        f'<span class="help">{esc(entity.description or "")}{kind}</span></div>')
+        f'<label class="sub" for="{esc(ident)}-ref">or a URL, or the identifier of an '
+        f'earlier result</label>'
+        f'<input type="text" id="{esc(ident)}-ref" name="{esc(entity.name)}" '
+        f'value="{esc(value or "")}" placeholder="https://... or opus:ent-..."{marker}>'
+        f'<span class="help" id="{esc(ident)}-help">{esc(entity.description or "")}{kind}'
+        f'</span></div>')
+
+
+def field_id(activity: ActivityDescription, name: str | None) -> str | None:
+    """The id of the input a parameter error names (None: no field of the form)."""
+    if not name:
+        return None
+    wanted = name.lower()
+    controls = {"runid": "c-runid", "executionduration": "c-duration"}
+    if wanted in controls:
+        return controls[wanted]
+    for entity in activity.used:
+        if entity.name.lower() == wanted:
+            return f"i-{entity.name}"
+    parameter = activity.parameter(name)
+    return f"p-{parameter.name}" if parameter is not None else None
 
 
 def form_parameters(activity: ActivityDescription, items: Sequence[tuple[str, str]],

@@ -8,6 +8,7 @@ a NUL in a query string is the client's mistake. Names are compared case-insensi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from bottle import HTTPResponse, request
@@ -21,16 +22,29 @@ XML = "application/xml; charset=UTF-8"
 JSON = "application/json"
 
 
+#: Keys of the WSGI environ where :mod:`opus.web.errors`' plugin leaves what it resolved.
+IDENTITY = "opus.identity"
+ROOT_URL = "opus.root_url"
+CLIENT_ADDRESS = "opus.client_address"
+
+
 def identity() -> Identity:
     """Who sent this request (resolved once by :mod:`opus.web.errors`' plugin)."""
-    found: Identity = request.environ["opus.identity"]
+    found: Identity = request.environ[IDENTITY]
     return found
 
 
 def root_url() -> str:
-    """Scheme, host and mount point of this request, for absolute links."""
-    parts = request.urlparts
-    return f"{parts.scheme}://{parts.netloc}{request.script_name.rstrip('/')}"
+    """The start of every absolute link of this answer: the setting ``base_url``, or what
+    a trusted proxy says (:mod:`opus.web.proxies`); never the client's ``Host``."""
+    found: str = request.environ[ROOT_URL]
+    return found
+
+
+def client_address() -> str | None:
+    """The client's IP address: the peer, or what trusted proxies say it is."""
+    found: str | None = request.environ[CLIENT_ADDRESS]
+    return found
 
 
 def accept() -> str | None:
@@ -61,23 +75,35 @@ def see_other(location: str, **headers: str) -> HTTPResponse:
     return HTTPResponse(status=303, headers={"Location": location, **headers})
 
 
-def _decoded(items: Any) -> list[tuple[str, str]]:
+#: What decoding a request's parameters raises for a bad body: a charset that no codec
+#: has, or one that is no text encoding (``charset=base64``), is a LookupError.
+DECODING_ERRORS = (UnicodeError, ValueError, LookupError)
+
+
+def _parsed(read: Callable[[], Any]) -> Any:
+    """``read()`` (bottle parses a body on first use), a decoding failure as a 400."""
     try:
-        return [(str(key), str(value)) for key, value in items.decode().allitems()]
-    except (UnicodeError, ValueError) as error:
+        return read()
+    except DECODING_ERRORS as error:
         raise ClientError(f"the request parameters could not be decoded: {error}") from None
+
+
+def _decoded(read: Callable[[], Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = _parsed(lambda: [
+        (str(key), str(value)) for key, value in read().decode().allitems()])
+    return pairs
 
 
 def query_parameters() -> list[tuple[str, str]]:
     """Query parameters as (name, value) pairs, decoded as UTF-8."""
-    return _decoded(request.query)
+    return _decoded(lambda: request.query)
 
 
 def submitted_parameters() -> list[tuple[str, str]]:
     """Query and form parameters as (name, value) pairs, decoded as UTF-8."""
     items = query_parameters()
     if request.method in {"POST", "PUT"}:
-        items += _decoded(request.forms)
+        items += _decoded(lambda: request.forms)
     return items
 
 
@@ -87,7 +113,8 @@ def uploaded_files(*, named_only: bool = False) -> dict[str, BinaryIO]:
     sends an empty part for a file field left empty). The client's file name is ignored."""
     if request.method != "POST" or not request.content_type.startswith("multipart/"):
         return {}
-    return {str(name): upload.file for name, upload in request.files.allitems()
+    files = _parsed(lambda: request.files)
+    return {str(name): upload.file for name, upload in files.allitems()
             if upload.filename or not named_only}
 
 

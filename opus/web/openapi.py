@@ -116,7 +116,8 @@ def build(registry: ActivityRegistry | Iterable[ActivityDescription], server: st
         "externalDocs": {"description": "IVOA UWS 1.1",
                          "url": "https://www.ivoa.net/documents/UWS/20161024/"},
         "servers": [{"url": server}],
-        "tags": ([{"name": "service"}, {"name": "activities"}, {"name": "provenance"}]
+        "tags": ([{"name": "service"}, {"name": "activities"}, {"name": "provenance"},
+                  {"name": "pages", "description": "the web client: HTML pages for people"}]
                  + [{"name": f"jobs: {a.name}", "description": a.description or ""}
                     for a in activities]),
         "paths": paths,

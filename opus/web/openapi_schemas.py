@@ -263,7 +263,8 @@ COMMON_SCHEMAS: dict[str, Any] = {
             "jobInfo": {"type": ["object", "null"], "properties": {"provenance": {
                 "type": "object", "properties": {
                     "href": {"type": "string", "format": "uri"},
-                    "mime-type": {"type": "string"}}}}},
+                    "mime-type": {"type": "string"}}},
+                "access": {"enum": ["public", "private"]}}},
         },
         "additionalProperties": False},
     "JobRef": {

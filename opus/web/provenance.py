@@ -8,10 +8,16 @@
 
 Client mistakes are :mod:`opus.errors` exceptions, answered by :mod:`opus.web.errors`
 (400 naming the parameter, 404, 409 for a refused replay).
+
+Each answers what the caller may read (:class:`opus.auth.AccessPolicy`): the search finds
+their products, the published ones and the anonymous ones; replaying a run requires reading
+it; a replay record is for those who may read its new job. What they may not read is a 404
+worded as for what does not exist.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -87,7 +93,8 @@ def install(app: bottle.Bottle, jobs: JobService, store: JobStore,
     def provenance_search() -> HTTPResponse:
         items = query_parameters()
         query = parse_search(items, settings.provenance_namespace)
-        found = provenance.search(query, max_nodes=settings.provsap_max_nodes)
+        found = provenance.search(query, max_nodes=settings.provsap_max_nodes,
+                                  viewer=jobs.policy.viewer(identity()))
         root = root_url()
         following = None
         if found.more:
@@ -117,4 +124,5 @@ def install(app: bottle.Bottle, jobs: JobService, store: JobStore,
         responses(ok("the replay", {JSON: {"type": "object"}}), 404), tags=PROVENANCE,
         parameters=(JOB_ID,)))
     def provenance_replay_status(job_id: str) -> HTTPResponse:
-        return json_response(replay_status(provenance, store, job_id, root_url()))
+        may_read = functools.partial(jobs.policy.may_read, identity())
+        return json_response(replay_status(provenance, store, job_id, root_url(), may_read))

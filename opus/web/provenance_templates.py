@@ -9,7 +9,9 @@
     entities, parameters and Operator); expanding the template with them gives what the
     run asserts. 404 while the job has no record (not finished, or unknown).
 
-Like ``/provsap``, these read the provenance record, which outlives the job.
+Like ``/provsap``, these read the provenance record, which outlives the job, as the caller
+may read it: a run they may not read is a 404 as a run that does not exist, and the
+bindings leave out the entities they may not read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import bottle
 from bottle import HTTPResponse
 
 from opus.activities.registry import ActivityRegistry
+from opus.auth import AccessPolicy
 from opus.errors import NotFoundError, ServiceUnavailableError
 from opus.provenance.templates import (
     BINDINGS_CONTENT_TYPE,
@@ -29,6 +32,7 @@ from opus.provenance.templates import (
     template_provn,
 )
 from opus.storage.provenance import ProvenanceStore, activity_id
+from opus.web.http import identity
 from opus.web.openapi_schemas import (
     ACTIVITY_NAME,
     JSON,
@@ -43,7 +47,7 @@ log = logging.getLogger("opus.provenance")
 
 
 def install(app: bottle.Bottle, registry: ActivityRegistry,
-            provenance: ProvenanceStore) -> None:
+            provenance: ProvenanceStore, policy: AccessPolicy) -> None:
 
     @route(app, "GET", "/provenance/templates/<activity>", operation=Operation(
         "provenanceTemplate", "the PROV-Template of an activity (PROV-N)",
@@ -69,12 +73,13 @@ def install(app: bottle.Bottle, registry: ActivityRegistry,
         if len(job_id) > 64 or not job_id.isprintable() or not job_id.isascii():
             raise NotFoundError(f"no provenance record for job {job_id[:64]!r}")
         run_id = job_id if job_id.startswith("act-") else activity_id(job_id)
-        run = provenance.activity(run_id)
+        viewer = policy.viewer(identity())
+        run = provenance.activity(run_id, viewer)
         if run is None:
             raise NotFoundError(f"no provenance record for job {job_id!r} (it has not "
                                 f"finished, or does not exist)")
         description = registry.get(run["name"]) if run["name"] in registry else None
-        result = provenance.bindings(run_id, description)
+        result = provenance.bindings(run_id, description, viewer=viewer)
         if result is None:  # deleted between the two reads
             raise NotFoundError(f"no provenance record for job {job_id!r}")
         return HTTPResponse(body=bindings_json(result).encode(), headers={

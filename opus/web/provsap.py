@@ -1,10 +1,17 @@
-"""``GET /provsap``: ProvSAP (:mod:`opus.provenance.provsap`) in every serialisation."""
+"""``GET /provsap``: ProvSAP (:mod:`opus.provenance.provsap`) in every serialisation, of the
+record as the caller may read it (:class:`opus.auth.AccessPolicy`).
+
+In the SVG every node links to the web client's page for it (:data:`NODE_PAGE`: the job
+page of a run, else the provenance view of the node)."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import bottle
 from bottle import HTTPResponse
 
+from opus.auth import AccessPolicy
 from opus.config import Settings
 from opus.provenance.provsap import (
     CONTENT_TYPES,
@@ -14,7 +21,8 @@ from opus.provenance.provsap import (
     serialize,
 )
 from opus.storage.provenance import ProvenanceStore
-from opus.web.http import query_parameters
+from opus.web.headers import own_document
+from opus.web.http import identity, query_parameters, root_url
 from opus.web.openapi_schemas import (
     BOOLEAN_TEXT,
     PROVENANCE,
@@ -24,6 +32,8 @@ from opus.web.openapi_schemas import (
 )
 from opus.web.routing import Operation, route
 
+#: The web client's page of a provenance node (:mod:`opus.web.pages`), ``?ID=opus:...``.
+NODE_PAGE = "/ui/provenance/node"
 #: What ``GET /provsap`` answers, by RESPONSEFORMAT.
 GRAPH_OK = ok("the graph", {
     "application/x-prov+json": {"type": "object"},
@@ -53,7 +63,8 @@ PROVSAP_PARAMETERS = (
           ("CONFIGURATION", "include parameters (default true)"))])
 
 
-def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings) -> None:
+def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings,
+            policy: AccessPolicy) -> None:
 
     @route(app, "GET", "/provsap", operation=Operation(
         "provsap", "ProvSAP: the provenance graph around entities, activities or agents",
@@ -61,9 +72,16 @@ def install(app: bottle.Bottle, provenance: ProvenanceStore, settings: Settings)
         parameters=PROVSAP_PARAMETERS))
     def provsap() -> HTTPResponse:
         query = parse_query(query_parameters(), settings.provenance_namespace)
-        graph = query_graph(provenance, query, settings.provsap_max_nodes)
-        body = serialize(graph, query, settings.provenance_namespace, settings.graph_timeout)
+        graph = query_graph(provenance, query, settings.provsap_max_nodes,
+                            policy.viewer(identity()))
+        root = root_url()
+        body = serialize(graph, query, settings.provenance_namespace, settings.graph_timeout,
+                         lambda local: f"{root}{NODE_PAGE}?ID={quote('opus:' + local)}")
         headers = {"Content-Type": CONTENT_TYPES[query.format]}
         if graph.truncated:
             headers["X-OPUS-Truncated"] = f"node cap {settings.provsap_max_nodes} reached"
-        return HTTPResponse(body=body, headers=headers)
+        answer = HTTPResponse(body=body, headers=headers)
+        # The picture is OPUS's own (graphviz from the record, every text escaped): the web
+        # client embeds it and its node links navigate, so it is not sandboxed; no script
+        # may run in it all the same.
+        return own_document(answer) if query.format == "svg" else answer

@@ -64,13 +64,15 @@ class Operation:
 
 
 def route(app: bottle.Bottle, method: str, path: str, *, operation: Operation | None,
-          errors: str = "uws") -> Callable[[F], F]:
+          errors: str = "uws", session: bool = False) -> Callable[[F], F]:
     """Install the decorated handler as ``method path`` of ``app``, described by
     ``operation`` (None: undocumented, internal routes only), its errors written in the
-    ``errors`` format of :mod:`opus.web.errors`."""
+    ``errors`` format of :mod:`opus.web.errors`. ``session``: a page of the web client,
+    whose forms may act with the browser's session cookie (:mod:`opus.web.sessions`)."""
 
     def decorator(handler: F) -> F:
-        app.route(path, method, handler, errors=errors, operation=operation)
+        app.route(path, method, handler, errors=errors, operation=operation,
+                  session=session)
         return handler
 
     return decorator

@@ -10,7 +10,7 @@ Every resource also has a JSON form (:mod:`opus.uws.json_documents`), chosen by 
   client prefers ``application/json`` to ``application/xml`` and ``text/xml`` (q values
   respected). No ``Accept``, ``*/*``, or a tie give XML, as UWS requires;
 - the ``text/plain`` resources (phase, executionduration, destruction, error, quote,
-  owner, a parameter's value) stay plain text unless the client prefers JSON to
+  owner, access, a parameter's value) stay plain text unless the client prefers JSON to
   ``text/plain`` (``Accept: application/json``): then ``{"phase": "QUEUED"}`` and so on;
 - errors keep their status and are plain text, or ``{"error": ..., "status": ...}`` under
   the same rule as the plain-text resources. Result files and uploads are served as they
@@ -34,11 +34,12 @@ from bottle import HTTPResponse, request
 
 from opus.activities.model import ActivityDescription
 from opus.errors import ClientError, NotFoundError, ParameterError
-from opus.uws import json_documents, params, xml
+from opus.uws import json_documents, params, publishing, xml
 from opus.uws.models import END_PHASES, Job, JobResult
 from opus.uws.params import format_datetime
 from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
+from opus.web.headers import serve_file
 from opus.web.http import (
     XML,
     identity,
@@ -106,6 +107,8 @@ def provenance_url(job_id: str) -> str:
 
 #: A UWS instant that may be unknown (quote, destruction).
 INSTANT = nullable(ref("schemas", "Timestamp"))
+#: Who may read a job (``.../access``, jobInfo).
+ACCESS = {"type": "string", "enum": list(publishing.ACCESS)}
 #: ``ACTION=DELETE`` in the body of ``POST /rest/{activity}/{job_id}``.
 DELETE_ACTION = {"type": "object", "required": ["ACTION"], "additionalProperties": False,
                  "properties": {"ACTION": {"type": "string", "enum": ["DELETE"]}}}
@@ -149,6 +152,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
             result_url=lambda rid: f"{base}/results/{rid}",
             provenance_url=provenance,
             references=service.reference_hrefs(job, base),
+            access=service.policy.access_of(job),
         )
         return negotiated(lambda: xml.job(job, **content),
                           lambda: json_documents.job(job, **content))
@@ -329,8 +333,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
     def get_parameter(activity: str, job_id: str, name: str) -> HTTPResponse:
         upload = service.upload_file(identity(), activity, job_id, name)
         if upload is not None:  # UWS 1.1 section 2.2.3.1.1: inline content is served here
-            return bottle.static_file(upload.name, root=str(upload.parent),
-                                      mimetype="application/octet-stream")
+            return serve_file(upload, "application/octet-stream")
         job = service.get(identity(), activity, job_id, with_results=False)
         for key, value in job.parameters.items():
             if key.lower() == name.lower():
@@ -351,6 +354,25 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
         except UnicodeError as error:
             raise ParameterError(name, f"the value is not UTF-8 text: {error}") from None
         service.update_parameters(identity(), activity, job_id, [(name, value)])
+        return see_other(job_url(activity, job_id))
+
+    @route(app, "GET", "/rest/<activity>/<job_id>/access", operation=_job(
+        "getAccess", "who may read the job: public (anyone) or private (its owner)",
+        responses(atomic_ok("the access", "access", ACCESS), 403, 404), JOB_ID))
+    def get_access(activity: str, job_id: str) -> HTTPResponse:
+        access = service.policy.access_of(service.get(identity(), activity, job_id,
+                                                      with_results=False))
+        return atomic(access, "access", access)
+
+    @route(app, "POST", "/rest/<activity>/<job_id>/access", operation=_job(
+        "setAccess", "ACCESS=public publishes the job and its provenance: anyone may read "
+                     "them and use its products as inputs; ACCESS=private withdraws it. "
+                     "Owner only; an anonymous job is public and stays so (409)",
+        responses(None, 400, 403, 404, 409, see_other=True), JOB_ID,
+        body=_form_field("ACCESS", ACCESS)))
+    def post_access(activity: str, job_id: str) -> HTTPResponse:
+        publishing.set_access(service, identity(), activity, job_id,
+                              required("ACCESS", submitted_parameters()))
         return see_other(job_url(activity, job_id))
 
     @route(app, "GET", "/rest/<activity>/<job_id>/results", operation=_job(
@@ -376,9 +398,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
             if job.phase in END_PHASES:
                 return see_other(provenance_url(job_id))
         result, path = service.result_file(identity(), activity, job_id, result_id)
-        # bottle.static_file gives Content-Length, Range, HEAD and conditional requests.
-        return bottle.static_file(path.name, root=str(path.parent),
-                                  mimetype=result.mime_type or "application/octet-stream")
+        return serve_file(path, result.mime_type or "application/octet-stream")
 
     @route(app, "POST", "/internal/jobs/<job_id>/report", operation=None)
     def runner_report(job_id: str) -> HTTPResponse:

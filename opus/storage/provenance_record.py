@@ -199,11 +199,24 @@ def invalidate_job_entities(connection: sa.Connection, job_id: str,
     )
 
 
+def _entities_by_role(connection: sa.Connection, relation: sa.Table, activity_id: str,
+                      default_role: str, viewer: Viewer) -> dict[str, list[str]]:
+    """{role: entity ids} of a run through ``relation`` (used or wasGeneratedBy), only the
+    entities ``viewer`` may read."""
+    found: dict[str, list[str]] = {}
+    for item in connection.execute(_visible_entities(
+            sa.select(relation).where(relation.c.activity_id == activity_id)
+            .order_by(relation.c.role, relation.c.entity_id),
+            relation.c.entity_id, viewer)):
+        found.setdefault(item.role or default_role, []).append(item.entity_id)
+    return found
+
+
 def bindings_from_record(connection: sa.Connection, activity_id: str,
                          namespace: str = DEFAULT_NAMESPACE,
                          activity: ActivityDescription | None = None,
                          viewer: Viewer | None = None) -> dict[str, Any] | None:
-    """The bindings of a recorded run , or None
+    """The bindings of a recorded run, or None
     when there is no activity ``activity_id``. ``activity`` (its description) types the
     parameters and keeps parameter variables apart from entity names. With a ``viewer``,
     as it may read them: None for a run it may not read, and without the entities it may
@@ -214,18 +227,10 @@ def bindings_from_record(connection: sa.Connection, activity_id: str,
         t.prov_activity, viewer or everyone)).first()
     if row is None:
         return None
-    used: dict[str, list[str]] = {}
-    for item in connection.execute(_visible_entities(
-            sa.select(t.prov_used).where(t.prov_used.c.activity_id == activity_id)
-            .order_by(t.prov_used.c.role, t.prov_used.c.entity_id),
-            t.prov_used.c.entity_id, viewer or everyone)):
-        used.setdefault(item.role or "input", []).append(item.entity_id)
-    generated: dict[str, list[str]] = {}
-    for item in connection.execute(_visible_entities(
-            sa.select(t.prov_was_generated_by).where(t.prov_was_generated_by.c.activity_id == activity_id)
-            .order_by(t.prov_was_generated_by.c.role, t.prov_was_generated_by.c.entity_id),
-            t.prov_was_generated_by.c.entity_id, viewer or everyone)):
-        generated.setdefault(item.role or "output", []).append(item.entity_id)
+    used = _entities_by_role(connection, t.prov_used, activity_id, "input",
+                             viewer or everyone)
+    generated = _entities_by_role(connection, t.prov_was_generated_by, activity_id, "output",
+                                  viewer or everyone)
     parameters = {item.name: item.value for item in connection.execute(
         sa.select(t.prov_parameter).where(t.prov_parameter.c.activity_id == activity_id)
         .order_by(t.prov_parameter.c.name))}

@@ -1,8 +1,10 @@
 """Staging a job's file inputs into its working directory before it is submitted.
 
 Uploads and results of earlier jobs are already on the server's shared file system: they
-are linked (or copied) into ``JOB_DIR/work`` under the file name the activity description
-declares, never under a name a client chose. URLs are left to the runner, which fetches
+are copied into ``JOB_DIR/work`` under the file name the activity description declares,
+never under a name a client chose. A copy, not a hard link: the activity may write in its
+work folder, and through a link it would rewrite the upload the server keeps or an earlier
+job's result, whose recorded sha256 would then describe bytes no longer served. URLs are left to the runner, which fetches
 them on the node with size and time limits. Each input is described in ``job.json`` so that
 the runner can hash it and the provenance record can say exactly what was used.
 
@@ -13,7 +15,6 @@ withdrawn it since the job was created.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,14 +31,11 @@ class StagingError(RuntimeError):
     """An input cannot be provided (its source is gone); the job ends in ERROR."""
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
+    if target.exists() or target.is_symlink():
         target.unlink()
-    try:
-        os.link(source, target)  # same file system: no copy, same bytes
-    except OSError:
-        shutil.copyfile(source, target)
+    shutil.copyfile(source, target)  # a new inode: the activity's own bytes
 
 
 def stage_inputs(settings: Settings, provenance: ProvenanceStore,
@@ -55,14 +53,14 @@ def stage_inputs(settings: Settings, provenance: ProvenanceStore,
         kind = inputs.kind_of(value)
         spec: dict[str, Any] = {"name": entity.name, "filename": filename, "kind": kind}
         if kind == "upload":
-            _link_or_copy(inputs.upload_path(job_dir, entity.name), target)
+            _copy(inputs.upload_path(job_dir, entity.name), target)
             spec["location"] = (f"{settings.base_url}/rest/{job.activity}/{job.job_id}"
                                 f"/parameters/{entity.name}")
         elif kind == "entity":
             entity_id = value[len(inputs.ENTITY_PREFIX):]
             source, location = _result_file(settings, provenance, entity.name, entity_id,
                                             owner)
-            _link_or_copy(source, target)
+            _copy(source, target)
             spec.update(entity_id=entity_id, location=location)
         else:
             spec.update(url=value, location=value)

@@ -44,6 +44,9 @@ CANARY = f"canary-{uuid.uuid4().hex}"
 #: Writes an output, then sleeps: the test has time to forge a report while it runs.
 SLOWJSON = 'printf \'{"a": 1}\' > out.json; sleep "$duration"'
 
+#: Writes over the file it was given, in place (through the same inode), then copies it.
+SCRIBBLE = "printf 'scribbled\\n' 1<> input.txt; cat input.txt > output.txt"
+
 #: Looks at what it should not see and tries to write what it should not write; every
 #: answer goes to its outputs.
 PEEK = r"""
@@ -93,6 +96,13 @@ def integrity_activities(tmp_path_factory: pytest.TempPathFactory) -> Path:
             name="copy", description="copies its input file and adds a line",
             command=(str(BIN / "copy.sh"),), execution_duration=60,
             parameters=(ParameterDescription("suffix", arraysize="*", default="end"),),
+            used=(EntityDescription("input", content_type="text/plain",
+                                    default_filename="input.txt"),),
+            generated=(_text_output("output"),),
+        ),
+        ActivityDescription(
+            name="scribble", description="writes over its input file in place",
+            command=("/bin/sh", "-c", SCRIBBLE), execution_duration=60,
             used=(EntityDescription("input", content_type="text/plain",
                                     default_filename="input.txt"),),
             generated=(_text_output("output"),),
@@ -334,6 +344,26 @@ def test_data_folders_and_files_are_private(srv: Server) -> None:
              for path in paths if path.exists() and path.stat().st_mode & 0o077}
     assert not loose, loose
     assert (data / "opus.sqlite-wal").exists()
+
+
+def test_activity_cannot_change_the_stored_input_it_was_given(srv: Server) -> None:
+    """A staged input is the activity's own copy: writing over it in place changes neither
+    the upload the server keeps nor an earlier job's result (a hard link would share the
+    bytes, so the record's sha256 would no longer describe the file served)."""
+    original = b"the original bytes, longer than what is scribbled over them\n"
+    response = srv.session.post(srv.rest("scribble"), data={"PHASE": "RUN"},
+                                files={"input": ("x.txt", original)}, allow_redirects=False)
+    assert response.status_code == 303, response.text
+    first = response.headers["Location"]
+    srv.wait_final(first)
+    assert srv.session.get(f"{first}/results/output").content.startswith(b"scribbled\n")
+    assert srv.session.get(f"{first}/parameters/input").content == original
+    # The result of that job, given to a second one that scribbles over it too.
+    product = results_of(srv, first)["output"]
+    before = srv.session.get(f"{first}/results/output").content
+    second = completed(srv, "scribble", input=product["href"])
+    assert srv.session.get(f"{second}/results/output").content.startswith(b"scribbled\n")
+    assert srv.session.get(f"{first}/results/output").content == before
 
 
 # -- 4. the activity's environment and the runner's files ---------------------------------

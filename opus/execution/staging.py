@@ -4,8 +4,8 @@ Uploads and results of earlier jobs are already on the server's shared file syst
 are copied into ``JOB_DIR/work`` under the file name the activity description declares,
 never under a name a client chose. A copy, not a hard link: the activity may write in its
 work folder, and through a link it would rewrite the upload the server keeps or an earlier
-job's result, whose recorded sha256 would then describe bytes no longer served. URLs are left to the runner, which fetches
-them on the node with size and time limits. Each input is described in ``job.json`` so that
+job's result, whose recorded sha256 would then describe bytes no longer served. URLs are
+left to the runner, which fetches them on the node with size and time limits. Each input is described in ``job.json`` so that
 the runner can hash it and the provenance record can say exactly what was used.
 
 A result of an earlier job is staged only if the job's owner may read it now, as the record

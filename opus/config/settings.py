@@ -20,31 +20,26 @@ environment source (prefix, case-insensitive names, JSON for structured values);
 file, read with PyYAML, goes through the same validation. This module only adds the
 unknown-key check and readable messages.
 ``Settings(...)`` built in code reads no environment and no file: only ``load_settings``
-does, from the mapping it is given (tests pass a dict), so an instance never depends on the
-process environment behind its caller's back.
+does (``opus.config.loading``), from the mapping it is given (tests pass a dict), so an
+instance never depends on the process environment behind its caller's back.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from pydantic_settings import SettingsError as _SourceError
 
 #: The project checkout (parent of the package); activities and scripts live there.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 #: Environment variables of settings start with this; ``OPUS_CONFIG`` names the YAML file.
 ENV_PREFIX = "OPUS_"
@@ -300,6 +295,8 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, validated like any other source. The settings
         that were set explicitly stay so (``model_fields_set``), plus the changed ones."""
+        from opus.config.loading import _unknown, _validate  # the loader imports this module
+
         unknown = _unknown(changes, "replace()")
         if unknown:
             raise SettingsError(unknown)
@@ -318,123 +315,3 @@ class Settings(BaseSettings):
         if port is not None and not self.base_url_is_explicit:
             changes["base_url"] = f"http://{changes.get('host', self.host)}:{port}"
         return self.replace(**changes) if changes else self
-
-
-class _Environment(EnvSettingsSource):
-    """pydantic-settings' environment source over a given mapping instead of os.environ."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(Settings)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {name.lower(): value for name, value in self._environ.items()}
-
-    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
-        try:
-            return super().decode_complex_value(field_name, field, value)
-        except ValueError as error:  # pydantic-settings wraps it in its own SettingsError
-            raise _NotJSON(f"{ENV_PREFIX}{field_name.upper()}: expected JSON text ({error}), "
-                           f"got {value!r}") from None
-
-
-class _NotJSON(ValueError):
-    """The value of an environment variable of a structured setting is not JSON."""
-
-
-def _unknown(keys: Mapping[str, Any], where: str, *, env: bool = False) -> str:
-    """A message naming each key that is not a setting, and the closest setting."""
-    fields = list(Settings.model_fields)
-    problems = []
-    for key in keys:
-        name = str(key)
-        if env:
-            name = name[len(ENV_PREFIX):].lower()
-        if name in fields:
-            continue
-        label = str(key)
-        close = difflib.get_close_matches(name, fields, n=1)
-        if close:
-            hint = f"{ENV_PREFIX}{close[0].upper()}" if env else close[0]
-            problems.append(f"unknown setting {label!r} in {where}; did you mean {hint!r}?")
-        else:
-            problems.append(f"unknown setting {label!r} in {where}")
-    return "; ".join(problems)
-
-
-def _validate(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
-    """``Settings(**values)``, a ValidationError turned into a SettingsError that names
-    each bad setting, where its value came from, and what was expected."""
-    try:
-        return Settings(**values)
-    except ValidationError as error:
-        problems = []
-        for item in error.errors(include_url=False):
-            name = ".".join(str(part) for part in item["loc"]) or "settings"
-            top = str(item["loc"][0]) if item["loc"] else ""
-            origin = f" (from {origins[top]})" if top in origins else ""
-            message = item["msg"]
-            if item["type"] == "extra_forbidden" and top == "resources":
-                keys = list(ActivityResources.model_fields)
-                close = difflib.get_close_matches(str(item["loc"][-1]), keys, n=1)
-                message = f"unknown key (known: {', '.join(keys)})"
-                if close:
-                    message += f"; did you mean {close[0]!r}?"
-                problems.append(f"{name}{origin}: {message}")
-                continue
-            if item["type"] == "extra_forbidden":
-                message = "not a setting"
-            elif message.startswith("Value error, "):
-                message = message[len("Value error, "):]
-            problems.append(f"{name}{origin}: {message}, got {item['input']!r}")
-        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-
-
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
-    """Build the settings: defaults < YAML (``OPUS_CONFIG``) < environment < ``overrides``.
-
-    ``environ`` (default: ``os.environ``) is the only environment read. Raises
-    ``SettingsError`` for an unknown key or variable and for an invalid value."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-
-    config_file = environ.get(CONFIG_VARIABLE)
-    if config_file:
-        try:
-            with open(Path(config_file).expanduser(), encoding="utf-8") as stream:
-                loaded = yaml.safe_load(stream) or {}
-        except FileNotFoundError:
-            raise SettingsError(f"{CONFIG_VARIABLE}: no such file {config_file}") from None
-        except (OSError, yaml.YAMLError) as error:
-            raise SettingsError(f"{config_file}: cannot read the settings: {error}") from None
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"{config_file}: expected a mapping of settings")
-        unknown = _unknown(loaded, config_file)
-        if unknown:
-            raise SettingsError(unknown)
-        values.update(loaded)
-        origins.update(dict.fromkeys(loaded, config_file))
-
-    variables = {name: value for name, value in environ.items()
-                 if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_VARIABLE}
-    unknown = _unknown({name.upper(): v for name, v in variables.items()}, "the environment",
-                       env=True)
-    if unknown:
-        raise SettingsError(unknown)
-    try:
-        from_environment = _Environment(variables)()
-    except _SourceError as error:  # JSON text of a structured setting
-        cause = error.__cause__
-        raise SettingsError(str(cause if isinstance(cause, _NotJSON) else error)) from None
-    values.update(from_environment)
-    origins.update({name: f"{ENV_PREFIX}{name.upper()}" for name in from_environment})
-
-    unknown = _unknown(overrides, "the overrides")
-    if unknown:
-        raise SettingsError(unknown)
-    values.update(overrides)
-    origins.update(dict.fromkeys(overrides, "an override"))
-    return _validate(values, origins)

@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None,
     provenance.install(app, services.jobs, services.store, services.provenance, settings)
     provenance_templates.install(app, services.registry, services.provenance,
                                  services.policy)
-    discovery.install(app, services.registry, services.jobs, services.authenticate)
+    discovery.install(app, services.registry, services.jobs, services.authenticate,
+                      services.scheduler_problem)
     openapi.install(app, services.registry)
     tap.install(app, services.provtap)
     datalink.install(app, services.store, services.provenance, services.registry,

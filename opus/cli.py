@@ -60,21 +60,29 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from opus.services import build_services
-    from opus.execution.scheduler import main_loop
+    """``opus scheduler``: the supervisor, which runs ``opus scheduler --worker`` and
+    restarts it when it dies (opus/execution/supervisor.py)."""
+    from opus.execution import supervisor
 
     private_data_dir(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    parent = args.parent_pid
-    if parent:
-        def watch_parent() -> None:
-            # Stop with the `opus serve` that started us, even if it was killed hard.
-            while not stop.wait(1.0):
-                if os.getppid() != parent:
-                    stop.set()
-        threading.Thread(target=watch_parent, daemon=True).start()
+    if args.parent_pid:  # stop with the `opus serve` (or supervisor) that started us
+        supervisor.watch_parent(args.parent_pid, stop)
+    if not args.worker:
+        return supervisor.supervise([sys.executable, "-m", "opus.cli", "scheduler", "--worker",
+                                     "--parent-pid", str(os.getpid())], stop)
+    from opus.execution.scheduler import main_loop
+    from opus.services import build_services
+    from opus.storage.engine import make_engine
+    from opus.storage.installation import DataDirMismatch, check_data_dir
+
+    try:
+        check_data_dir(make_engine(settings.effective_database_url), settings.data_dir)
+    except DataDirMismatch as error:
+        log.error("%s", error)
+        return supervisor.EXIT_MISCONFIGURED
     main_loop(build_services(settings), stop)
     return 0
 
@@ -130,7 +138,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers is not None:
         settings = settings.replace(workers=args.workers)
     private_data_dir(settings)
-    upgrade(make_engine(settings.effective_database_url))
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    from opus.storage.installation import DataDirMismatch, check_data_dir
+
+    try:
+        check_data_dir(engine, settings.data_dir)
+    except DataDirMismatch as error:
+        print(f"opus: {error}", file=sys.stderr)
+        return 78  # EX_CONFIG
     environment = {**os.environ, "OPUS_HOST": settings.host, "OPUS_PORT": str(settings.port),
                    "OPUS_BASE_URL": settings.base_url, "OPUS_DATA_DIR": str(settings.data_dir)}
     scheduler = None
@@ -272,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
     scheduler = commands.add_parser("scheduler", help="run the scheduler alone")
     scheduler.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    scheduler.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     scheduler.set_defaults(handler=cmd_scheduler)
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db",
                                                                           required=True)

@@ -10,19 +10,24 @@ modules never import the provenance ones.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from opus.activities.registry import ActivityRegistry
 from opus.auth import AccessPolicy, Authenticator
 from opus.config import Settings
-from opus.storage.engine import make_engine
+from opus.storage.claims import leader_alive
+from opus.storage.engine import DATABASE_UNAVAILABLE, make_engine
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
 from opus.storage.provtap import ProvTapStore
 from opus.storage.users import UserStore
 from opus.storage.events import JobEvents, make_events
 from opus.tap.service import ProvTap
+from opus.uws.models import utcnow
 from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
 
@@ -45,6 +50,25 @@ class Services:
     reports: RunnerReports
     authenticate: Authenticator
     provtap: ProvTap
+    #: Why jobs cannot run now (no active scheduler), or None: VOSI availability.
+    scheduler_problem: Callable[[], str | None] = field(default=lambda: None)
+
+
+def scheduler_problem(settings: Settings, alive: Callable[[dt.datetime], bool]
+                      ) -> Callable[[], str | None]:
+    """The check behind ``/availability``: an active scheduler has sent its heartbeat in
+    the last ``scheduler_timeout`` seconds (it is in the database: every web node sees
+    it)."""
+    def problem() -> str | None:
+        since = utcnow() - dt.timedelta(seconds=settings.scheduler_timeout)
+        try:
+            if alive(since):
+                return None
+        except DATABASE_UNAVAILABLE:
+            return "the database is unreachable: jobs can be neither accepted nor run"
+        return (f"no scheduler has been alive for {settings.scheduler_timeout:g} s: jobs "
+                f"are accepted but do not run")
+    return problem
 
 
 def build_services(settings: Settings) -> Services:
@@ -65,7 +89,9 @@ def build_services(settings: Settings) -> Services:
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
                     authenticate=authenticator(settings, users),
-                    provtap=ProvTap(settings, ProvTapStore(engine)))
+                    provtap=ProvTap(settings, ProvTapStore(engine)),
+                    scheduler_problem=scheduler_problem(
+                        settings, functools.partial(leader_alive, engine)))
 
 
 def authenticator(settings: Settings, users: UserStore) -> Authenticator:

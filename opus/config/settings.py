@@ -219,6 +219,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
+    # One active scheduler, supervised (issue 13)
+    scheduler_timeout: float = Field(default=10.0, gt=0)
+    """Seconds without a heartbeat of the active scheduler after which ``/availability``
+    says the service is unavailable (VOSI 1.1 section 2.2), and after which a standby
+    scheduler on SQLite takes over the leadership lease (PostgreSQL: an advisory lock, freed
+    as soon as the leader's connection goes). Heartbeats come every quarter of it."""
+    claim_timeout: float = Field(default=60.0, gt=0)
+    """Seconds after which a claimed job with no cluster id recorded (lost in a database
+    blip or a crash during submission) is recovered: queued again if nothing was submitted,
+    ended in ERROR otherwise; never left holding a slot."""
+
     @classmethod
     def settings_customise_sources(
         cls,

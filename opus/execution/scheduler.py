@@ -12,7 +12,9 @@ and each time it
 4. dispatches QUEUED jobs to the manager while it has free slots.
 
 Everything it knows is in the database, so a restarted scheduler picks up where the last
-one stopped.
+one stopped. Several may run (standbys): only the leader works
+(:mod:`opus.execution.heartbeat`), and claims are atomic (:mod:`opus.storage.claims`).
+A database outage never ends the process: it is logged once and every pass retried.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from typing import Any
 from opus.config import Settings
 from opus.errors import ClientError, NotFoundError
 from opus.activities.commands import activity_command, description_sha256
+from opus.execution.heartbeat import Heartbeat, Outage
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
 from opus.execution.staging import StagingError, stage_inputs
 from opus.services import Services
+from opus.storage.claims import ClaimStore, Leadership
+from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.uws.models import RUNNING_PHASES, Change, Job, Phase, utcnow
 from opus.uws.params import format_datetime
 from opus.uws.reports import hash_secret
@@ -44,6 +49,9 @@ log = logging.getLogger("opus.scheduler")
 
 #: Phases in which the cluster holds a job.
 CLUSTER_ACTIVE = RUNNING_PHASES
+#: The file in a job's folder with its cluster id, written before the database is told: a
+#: claim whose id the database lost (a blip, a crash) is recovered from it.
+NATIVE_ID_FILE = "native_id"
 #: Events after which the scheduler looks at a submitted job again.
 WATCHED_CHANGES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED,
                              Change.DELETED})
@@ -100,6 +108,11 @@ class Scheduler:
         self.python = self.settings.runner_python or sys.executable
         #: job_id -> when the cluster was first seen done with a job that left no outcome.
         self._missing_outcome: dict[str, float] = {}
+        self.claims = ClaimStore(self.store.engine)
+        self.heartbeat = Heartbeat(
+            Leadership(self.store.engine, self.settings.scheduler_timeout),
+            max(0.2, self.settings.scheduler_timeout / 4), on_lead=self.wake)
+        self.outage = Outage("scheduler")
 
     # -- waking --------------------------------------------------------------------------
     def wake(self) -> None:
@@ -126,25 +139,36 @@ class Scheduler:
             self.wake()
 
         threading.Thread(target=wake_on_stop, daemon=True, name="scheduler-stop").start()
-        self.pass_all()  # start-up: reconcile everything the last scheduler left
+        beating = self.heartbeat.start(stop)
+        full = True  # start-up (and after an outage): reconcile everything left behind
         while not stop.is_set():
-            woke = self._wake.wait(self.settings.scheduler_interval)
+            if self.heartbeat.leading.is_set():
+                full = not self._pass(full)
+            else:
+                full = True  # a new leader starts with everything
+            woke = self._wake.wait(1.0 if self.outage.down else self.settings.scheduler_interval)
             self._wake.clear()
-            if stop.is_set():
-                break
-            try:
-                if woke:
-                    self.pass_changed()
-                else:
-                    self.pass_all()
-            except Exception:
-                log.exception("scheduler pass failed; retrying at the next wake-up")
+            full = full or not woke
+        beating.join(self.settings.scheduler_timeout)
+
+    def _pass(self, full: bool) -> bool:
+        """One pass; False if it must be done again in full (the database was down)."""
+        try:
+            self.pass_all() if full else self.pass_changed()
+        except DATABASE_UNAVAILABLE as error:
+            self.outage.failed(error)
+            return False
+        except Exception:
+            log.exception("scheduler pass failed; retrying at the next wake-up")
+        self.outage.succeeded()
+        return True
 
     def pass_all(self) -> None:
         """The periodic pass: everything, also what no event announced."""
         with self._lock:
             self._changed.clear()
         self.cleanups()
+        self.recover_claims()
         self.reconcile_all(self.store.submitted())
         self.destroy_expired()
         self.dispatch()
@@ -170,6 +194,8 @@ class Scheduler:
         if free <= 0:
             return
         for job in self.store.queued(free):
+            if not self.heartbeat.leading.is_set():
+                return  # lost the lead meanwhile
             self.submit(job)
 
     def submit(self, job: Job) -> None:
@@ -184,9 +210,9 @@ class Scheduler:
         # the runner enforces executionDuration itself.
         time_limit = self.manager.effective_time_limit(job.execution_duration)
         # Claim the job first: if it was aborted or deleted meanwhile, nothing is started.
-        if not self.store.claim(job.job_id, manager=self.manager.name,
-                                secret_hash=hash_secret(secret), time_limit=time_limit):
-            return
+        if not self.claims.claim(job.job_id, manager=self.manager.name, now=utcnow(),
+                                 secret_hash=hash_secret(secret), time_limit=time_limit):
+            return  # another scheduler has it, or it was aborted or deleted
         try:
             job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             secret_file = job_dir / "secret"
@@ -229,6 +255,7 @@ class Scheduler:
                 stderr_path=job_dir / "runner.log",
             )
             native_id = self.manager.submit(template)
+            (job_dir / NATIVE_ID_FILE).write_text(native_id)
         except StagingError as error:
             self._fail(job, str(error))
             return
@@ -237,7 +264,7 @@ class Scheduler:
             self._fail(job, f"could not be submitted to the {self.manager.name} cluster: "
                             f"{error}")
             return
-        if not self.store.set_native_id(job.job_id, native_id):
+        if not self.claims.set_native_id(job.job_id, native_id):
             self.manager.terminate(native_id)  # deleted while we were submitting it
         log.info("job %s submitted as %s", job.job_id, native_id)
 
@@ -246,6 +273,39 @@ class Scheduler:
         self.services.reports.apply(job.job_id, {"phase": Phase.ERROR,
                                                      "error_summary": message})
         self.store.released(job.job_id)
+
+    def recover_claims(self) -> None:
+        """Claimed jobs with no cluster id in the database: the id is in the job's folder
+        (the database lost it), or, ``claim_timeout`` after the claim, nothing was submitted
+        (claim given back: dispatched again) or the submission was lost (the outcome file
+        applied if any, else ERROR): a claim never holds a slot forever."""
+        horizon = utcnow() - dt.timedelta(seconds=self.settings.claim_timeout)
+        for job, claimed_at in self.claims.without_native_id():
+            job_dir = job_directory(self.settings, job.job_id)
+            try:
+                native_id = (job_dir / NATIVE_ID_FILE).read_text().strip()
+            except OSError:
+                native_id = ""
+            if native_id:
+                if self.claims.set_native_id(job.job_id, native_id):
+                    log.warning("job %s: cluster id %s recovered from its folder",
+                                job.job_id, native_id)
+                continue
+            if claimed_at is not None and claimed_at > horizon:
+                continue  # being submitted
+            if job.phase not in CLUSTER_ACTIVE:
+                self.store.released(job.job_id)
+            elif not (job_dir / "job.json").exists():
+                if self.claims.unclaim(job.job_id, claimed_at):
+                    log.warning("job %s: claim without submission given back", job.job_id)
+            elif (outcome := read_outcome(job_dir)) is not None:
+                self.services.reports.apply(job.job_id, outcome)
+                self.store.released(job.job_id)
+            elif job.phase == Phase.QUEUED:
+                self._fail(job, "the scheduler lost track of the job while submitting it "
+                                "(no cluster id recorded); it was not run")
+            else:
+                self._enforce_duration(job)  # EXECUTING: its runner reports; backstop
 
     # -- reconciliation -----------------------------------------------------------------
     def reconcile_all(self, jobs: list[Job]) -> None:
@@ -335,7 +395,8 @@ class Scheduler:
                 "phase": Phase.ERROR,
                 "error_summary": f"executionDuration of {job.execution_duration} s "
                                  f"exceeded; the job was stopped"})
-            self.manager.terminate(job.native_id or "")
+            if job.native_id:
+                self.manager.terminate(job.native_id)
 
     # -- destruction and cleanup --------------------------------------------------------
     def destroy_expired(self) -> None:

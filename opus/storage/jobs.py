@@ -39,7 +39,7 @@ RemoveHook = Callable[[sa.Connection, str, dt.datetime], None]
 #: Written in the transaction that publishes or withdraws a job (its run and products).
 PublishHook = Callable[[sa.Connection, str, bool], None]
 
-_JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash"}]
+_JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash", "claimed_at"}]
 _INSERT_JOB = jobs.insert()
 
 
@@ -355,18 +355,7 @@ class JobStore:
             ).scalar()
 
     # -- the scheduler's bookkeeping ---------------------------------------------------
-    def claim(self, job_id: str, *, manager: str, secret_hash: str,
-              time_limit: int | None) -> bool:
-        """Mark a QUEUED job as being submitted to the cluster; False if it is no longer
-        QUEUED (aborted or deleted meanwhile): then nothing must be started."""
-        return self.update(job_id, expected_phases={Phase.QUEUED}, announce=False,
-                           cluster_state="submitted", manager=manager,
-                           secret_hash=secret_hash, time_limit=time_limit)
-
-    def set_native_id(self, job_id: str, native_id: str) -> bool:
-        """The cluster's id of a submitted job; False if the job was deleted meanwhile."""
-        return self.update(job_id, announce=False, native_id=native_id)
-
+    # claims and native ids: opus/storage/claims.py (atomic against a second scheduler)
     def released(self, job_id: str) -> None:
         """The cluster holds the job no more."""
         self.update(job_id, announce=False, cluster_state="ended")

@@ -88,6 +88,9 @@ jobs = sa.Table(
     # NULL: never submitted; 'submitted': the cluster may hold it; 'ended': released.
     sa.Column("cluster_state", sa.String(16), nullable=True),
     sa.Column("time_limit", sa.Integer, nullable=True),
+    # When a scheduler claimed it (migration 0008): a claim that never got its native id
+    # (lost in a database blip) is recovered after ``claim_timeout``.
+    sa.Column("claimed_at", sa.DateTime, nullable=True),
     sa.Index("ix_jobs_activity_id", "activity", "id"),
     sa.Index("ix_jobs_activity_owner_key_id", "activity", "owner_key", "id"),
     sa.Index("ix_jobs_activity_phase_id", "activity", "phase", "id"),
@@ -122,6 +125,27 @@ cleanups = sa.Table(
     sa.Column("native_id", sa.String(128), nullable=True),
     sa.Column("remove_files", sa.Boolean, nullable=False),
     sa.Column("created", sa.DateTime, nullable=False),
+)
+
+# Schedulers alive (migration 0008): each writes its heartbeat here, so that every web node
+# sees whether one is alive (VOSI availability); on SQLite the fresh ``leader`` row is the
+# leadership lease (on PostgreSQL an advisory lock decides, the row only reports it).
+schedulers = sa.Table(
+    "schedulers", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started", sa.DateTime, nullable=False),
+    sa.Column("heartbeat", sa.DateTime, nullable=False),
+    sa.Column("leader", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# Facts about this installation (migration 0008): ``data_dir_id``, the id written in the
+# data dir the database was created with, so a node pointed at another data dir says so.
+installation = sa.Table(
+    "installation", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
 )
 
 

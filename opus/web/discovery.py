@@ -20,6 +20,7 @@ Handlers raise :mod:`opus.errors` exceptions like the UWS routes, answered by
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import bottle
 from bottle import HTTPResponse
@@ -88,9 +89,11 @@ def _votable(body: bytes) -> HTTPResponse:
 
 
 def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
-            authenticator: Authenticator) -> None:
+            authenticator: Authenticator,
+            scheduler_problem: Callable[[], str | None] = lambda: None) -> None:
     """Add the discovery, form and DataLink routes to ``app``; ``authenticator`` says which
-    authentication schemes ``/capabilities`` lists."""
+    authentication schemes ``/capabilities`` lists; ``scheduler_problem`` why jobs cannot
+    run now (no active scheduler), which ``/availability`` reports."""
 
     @route(app, "GET", "/activities", operation=Operation(
         "listActivities", "the activities: JSON, or HTML when Accept prefers text/html",
@@ -183,5 +186,8 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
         "availability", "VOSI 1.1 availability",
         responses(ok("the availability", {"text/xml": {"type": "string"}})), tags=SERVICE))
     def availability() -> HTTPResponse:
-        return HTTPResponse(body=vosi.availability(),
+        # VOSI 1.1 section 2.2: available=false, with a note saying why, while a job sent
+        # now would not run (no scheduler alive).
+        problem = scheduler_problem()
+        return HTTPResponse(body=vosi.availability(problem is None, problem),
                             headers={"Content-Type": vosi.XML_CONTENT_TYPE})

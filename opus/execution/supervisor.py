@@ -1,0 +1,85 @@
+"""Supervision of the scheduler: a scheduler that dies is started again.
+
+``opus scheduler`` (alone, or started by ``opus serve``) is this small supervisor, which
+runs the real scheduler as its child (``opus scheduler --worker``) and starts it again
+when it dies, after 1 s, then 2, 4, ... up to 30 s while it keeps dying soon after start
+(a run longer than that resets the delay). Each restart is logged with how the child
+ended. An exit meaning "misconfigured" (a bad setting, a data dir that is not the
+database's) is not retried: it would fail the same way forever.
+
+The supervisor holds no database connection and runs no job: it is a separate process
+(not a thread of ``opus serve``) because gunicorn's arbiter reaps every child of its
+process, which would hide the scheduler's exit status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+
+log = logging.getLogger("opus.supervisor")
+
+#: ``sysexits.h`` EX_CONFIG: the scheduler refuses its configuration.
+EXIT_MISCONFIGURED = 78
+#: Exits not worth a restart: EX_CONFIG, and 2 (a settings or command-line error).
+NOT_RESTARTED = frozenset({EXIT_MISCONFIGURED, 2})
+FIRST_DELAY = 1.0
+MAX_DELAY = 30.0
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def supervise(argv: Sequence[str], stop: threading.Event, *,
+              env: dict[str, str] | None = None) -> int:
+    """Run ``argv`` until ``stop`` is set, restarting it with backoff when it dies; the
+    child is stopped with SIGTERM when ``stop`` is set. Returns 0, or the child's status
+    if it exited misconfigured."""
+    delay = FIRST_DELAY
+    while not stop.is_set():
+        started = time.monotonic()
+        child = subprocess.Popen(list(argv), env=env)
+        log.info("scheduler started (pid %d)", child.pid)
+        while child.poll() is None:
+            if stop.wait(0.2):
+                child.terminate()
+                try:
+                    child.wait(15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                return 0
+        code = child.returncode
+        if code in NOT_RESTARTED:
+            log.error("scheduler (pid %d) %s: misconfigured, not restarted", child.pid,
+                      describe_exit(code))
+            return code
+        if time.monotonic() - started > MAX_DELAY:
+            delay = FIRST_DELAY  # it had been running well: a fresh failure
+        log.warning("scheduler (pid %d) %s; restarting it in %g s", child.pid,
+                    describe_exit(code), delay)
+        if stop.wait(delay):
+            return 0
+        delay = min(delay * 2, MAX_DELAY)
+    return 0
+
+
+def watch_parent(parent: int, stop: threading.Event) -> None:
+    """Set ``stop`` when ``parent`` is no longer this process's parent (it was killed
+    hard): a scheduler outliving its ``opus serve`` would be an orphan no one stops."""
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()

@@ -66,8 +66,8 @@ def scheduler_problem(settings: Settings, alive: Callable[[dt.datetime], bool]
                 return None
         except DATABASE_UNAVAILABLE:
             return "the database is unreachable: jobs can be neither accepted nor run"
-        return (f"no scheduler has been alive for {settings.scheduler_timeout:g} s: jobs "
-                f"are accepted but do not run")
+        return (f"no active scheduler has sent a heartbeat in the last "
+                f"{settings.scheduler_timeout:g} s: jobs are accepted but do not run")
     return problem
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pyvo.io.vosi
 import pytest
@@ -116,7 +117,11 @@ def test_vosi_capabilities(server: Server) -> None:
 
 
 def test_vosi_availability(server: Server) -> None:
-    response = server.session.get(f"{server.url}/availability")
+    # available once the scheduler has sent its first heartbeat (it starts after the web)
+    deadline = time.monotonic() + 30
+    while b"<vosi:available>true" not in (response := server.session.get(
+            f"{server.url}/availability")).content and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/xml")
     root = etree.fromstring(response.content)

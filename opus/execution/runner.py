@@ -373,8 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m opus.execution.runner JOB_DIR", file=sys.stderr)
         return 2
+    write_runner_id(Path(args[0]))
     outcome = Runner(Path(args[0])).run()
     return 0 if outcome["phase"] == "COMPLETED" else 1
+
+
+def write_runner_id(job_dir: Path) -> None:
+    """The runner's cluster id (SLURM job id, or the local manager's ``pid:start ticks``)
+    in ``runner.id``, first thing: a scheduler that died before recording the id finds it
+    there (:mod:`opus.execution.recovery`)."""
+    from opus.execution.local import _start_ticks
+
+    native_id = os.environ.get("SLURM_JOB_ID") or f"{os.getpid()}:{_start_ticks(os.getpid())}"
+    try:
+        (job_dir / "runner.id").write_text(native_id)  # recovery.RUNNER_ID_FILE
+    except OSError:
+        pass  # only a help for recovery
 
 
 if __name__ == "__main__":

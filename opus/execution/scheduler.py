@@ -35,6 +35,7 @@ from opus.config import Settings
 from opus.errors import ClientError, NotFoundError
 from opus.activities.commands import activity_command, description_sha256
 from opus.execution.heartbeat import Heartbeat, Outage
+from opus.execution.recovery import NATIVE_ID_FILE, recover_claims
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
 from opus.execution.staging import StagingError, stage_inputs
 from opus.services import Services
@@ -49,9 +50,6 @@ log = logging.getLogger("opus.scheduler")
 
 #: Phases in which the cluster holds a job.
 CLUSTER_ACTIVE = RUNNING_PHASES
-#: The file in a job's folder with its cluster id, written before the database is told: a
-#: claim whose id the database lost (a blip, a crash) is recovered from it.
-NATIVE_ID_FILE = "native_id"
 #: Events after which the scheduler looks at a submitted job again.
 WATCHED_CHANGES = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED,
                              Change.DELETED})
@@ -168,7 +166,7 @@ class Scheduler:
         with self._lock:
             self._changed.clear()
         self.cleanups()
-        self.recover_claims()
+        recover_claims(self)
         self.reconcile_all(self.store.submitted())
         self.destroy_expired()
         self.dispatch()
@@ -255,7 +253,7 @@ class Scheduler:
                 stderr_path=job_dir / "runner.log",
             )
             native_id = self.manager.submit(template)
-            (job_dir / NATIVE_ID_FILE).write_text(native_id)
+            (job_dir / NATIVE_ID_FILE).write_text(native_id)  # before the database
         except StagingError as error:
             self._fail(job, str(error))
             return
@@ -265,7 +263,9 @@ class Scheduler:
                             f"{error}")
             return
         if not self.claims.set_native_id(job.job_id, native_id):
-            self.manager.terminate(native_id)  # deleted while we were submitting it
+            current = self.store.get(job.job_id, with_results=False)
+            if current is None or current.native_id != native_id:
+                self.manager.terminate(native_id)  # deleted while we were submitting it
         log.info("job %s submitted as %s", job.job_id, native_id)
 
     def _fail(self, job: Job, message: str) -> None:
@@ -273,39 +273,6 @@ class Scheduler:
         self.services.reports.apply(job.job_id, {"phase": Phase.ERROR,
                                                      "error_summary": message})
         self.store.released(job.job_id)
-
-    def recover_claims(self) -> None:
-        """Claimed jobs with no cluster id in the database: the id is in the job's folder
-        (the database lost it), or, ``claim_timeout`` after the claim, nothing was submitted
-        (claim given back: dispatched again) or the submission was lost (the outcome file
-        applied if any, else ERROR): a claim never holds a slot forever."""
-        horizon = utcnow() - dt.timedelta(seconds=self.settings.claim_timeout)
-        for job, claimed_at in self.claims.without_native_id():
-            job_dir = job_directory(self.settings, job.job_id)
-            try:
-                native_id = (job_dir / NATIVE_ID_FILE).read_text().strip()
-            except OSError:
-                native_id = ""
-            if native_id:
-                if self.claims.set_native_id(job.job_id, native_id):
-                    log.warning("job %s: cluster id %s recovered from its folder",
-                                job.job_id, native_id)
-                continue
-            if claimed_at is not None and claimed_at > horizon:
-                continue  # being submitted
-            if job.phase not in CLUSTER_ACTIVE:
-                self.store.released(job.job_id)
-            elif not (job_dir / "job.json").exists():
-                if self.claims.unclaim(job.job_id, claimed_at):
-                    log.warning("job %s: claim without submission given back", job.job_id)
-            elif (outcome := read_outcome(job_dir)) is not None:
-                self.services.reports.apply(job.job_id, outcome)
-                self.store.released(job.job_id)
-            elif job.phase == Phase.QUEUED:
-                self._fail(job, "the scheduler lost track of the job while submitting it "
-                                "(no cluster id recorded); it was not run")
-            else:
-                self._enforce_duration(job)  # EXECUTING: its runner reports; backstop
 
     # -- reconciliation -----------------------------------------------------------------
     def reconcile_all(self, jobs: list[Job]) -> None:

@@ -75,14 +75,10 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
                                      "--parent-pid", str(os.getpid())], stop)
     from opus.execution.scheduler import main_loop
     from opus.services import build_services
-    from opus.storage.engine import make_engine
-    from opus.storage.installation import DataDirMismatch, check_data_dir
 
-    try:
-        check_data_dir(make_engine(settings.effective_database_url), settings.data_dir)
-    except DataDirMismatch as error:
-        log.error("%s", error)
-        return supervisor.EXIT_MISCONFIGURED
+    refused = supervisor.check_start(settings, stop)
+    if refused is not None:
+        return refused
     main_loop(build_services(settings), stop)
     return 0
 

@@ -193,3 +193,37 @@ def test_settings_of_the_scheduler_are_known() -> None:
     done = subprocess.run([sys.executable, "-m", "opus.cli", "scheduler"], env=env,
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and "scheduler_timeout" in done.stderr
+
+
+def test_a_scheduler_started_before_its_database_waits_for_it(
+        postgres_admin_url: str, activities_dir: Path, tmp_path: Path) -> None:
+    """The start-up pass too survives an unreachable database: the scheduler logs it once,
+    waits, and runs jobs once the database is there (no restart needed)."""
+    import psycopg
+
+    name = f"opus_test_{os.urandom(6).hex()}"
+    url = f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    env = {**opus_environment(), "OPUS_DATABASE_URL": url, "OPUS_DATA_DIR": str(data_dir),
+           "OPUS_ACTIVITIES_DIR": str(activities_dir), "OPUS_SCHEDULER_INTERVAL": "1"}
+    log_path = tmp_path / "scheduler.log"
+    with open(log_path, "ab") as log:
+        supervisor = subprocess.Popen([sys.executable, "-m", "opus.cli", "scheduler"],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    srv = None
+    try:
+        until(lambda: "database unavailable" in log_path.read_text(), what="the outage")
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        srv = start_server(data_dir, url, scheduler=False, activities_dir=activities_dir)
+        assert phase_of(srv.wait_final(srv.create("echo", text="late"))) == "COMPLETED"
+        text = log_path.read_text()
+        assert text.count("database unavailable") == 1, text
+        assert "restarting it" not in text and supervisor.poll() is None
+    finally:
+        stop(supervisor)
+        if srv is not None:
+            srv.stop()
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 
 from opus.storage.claims import Leadership
-from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.uws.models import utcnow
 
 log = logging.getLogger("opus.scheduler")
@@ -62,7 +61,7 @@ class Heartbeat:
     def beat(self) -> None:
         try:
             leading = self.leadership.renew(utcnow())
-        except DATABASE_UNAVAILABLE as error:
+        except Exception as error:  # noqa: BLE001 - unreachable, or a schema not migrated
             self.outage.failed(error)
             leading = False
         else:

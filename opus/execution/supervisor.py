@@ -21,6 +21,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opus.config import Settings
 
 log = logging.getLogger("opus.supervisor")
 
@@ -83,3 +87,32 @@ def watch_parent(parent: int, stop: threading.Event) -> None:
             if os.getppid() != parent:
                 stop.set()
     threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+def check_start(settings: Settings, stop: threading.Event) -> int | None:
+    """Before the scheduler starts: its data dir must be the database's (else
+    :data:`EXIT_MISCONFIGURED`). A database that cannot be reached yet is waited for (one
+    log line), never a reason to die. None: go on; 0: stopped while waiting."""
+    from opus.execution.heartbeat import Outage
+    from opus.storage.engine import DATABASE_UNAVAILABLE, make_engine
+    from opus.storage.installation import DataDirMismatch, SchemaNotReady, check_data_dir
+
+    engine = make_engine(settings.effective_database_url)
+    waited: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, SchemaNotReady)
+    outage = Outage("scheduler start-up")
+    try:
+        while True:
+            try:
+                check_data_dir(engine, settings.data_dir)
+            except DataDirMismatch as error:
+                log.error("%s", error)
+                return EXIT_MISCONFIGURED
+            except waited as error:
+                outage.failed(error)
+                if stop.wait(1.0):
+                    return 0
+                continue
+            outage.succeeded()
+            return None
+    finally:
+        engine.dispose()

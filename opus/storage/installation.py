@@ -28,6 +28,10 @@ class DataDirMismatch(Exception):
     """The data dir is not the one the database was created with."""
 
 
+class SchemaNotReady(Exception):
+    """The database has no ``installation`` table yet (``opus db upgrade`` has not run)."""
+
+
 def _file_id(data_dir: Path, create: bool) -> str | None:
     path = data_dir / ID_FILE
     if create:
@@ -48,8 +52,11 @@ def check_data_dir(engine: sa.Engine, data_dir: Path) -> str:
     """The installation id shared by ``data_dir`` and the database (set on first use);
     :class:`DataDirMismatch` if they disagree."""
     with write_transaction(engine) as connection:
-        recorded = connection.execute(sa.select(installation.c.value)
-                                      .where(installation.c.key == KEY)).scalar()
+        try:
+            recorded = connection.execute(sa.select(installation.c.value)
+                                          .where(installation.c.key == KEY)).scalar()
+        except sa.exc.ProgrammingError as error:  # PostgreSQL: undefined table
+            raise SchemaNotReady(str(error).splitlines()[0]) from None
         if recorded is None:
             found = _file_id(data_dir, create=True)
             assert found is not None

@@ -58,7 +58,7 @@ def faults_activities(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("fault-activities")
     count = ActivityDescription(
         name="count", description="records each run of the job, sleeps, returns the record",
-        command=(str(Path(__file__).parent / "bin" / "count.sh"),), execution_duration=120,
+        command=(str(Path(__file__).parent / "bin" / "count.sh"),), execution_duration=600,
         parameters=(ParameterDescription("duration", datatype="double", default="0.2"),),
         generated=(EntityDescription("output", content_type="text/plain",
                                      default_filename="output.txt"),))

@@ -124,12 +124,14 @@ def test_slurmd_stopped_mid_job(deploy, backend: str) -> None:
     deployment = deploy(manager="slurm")
     jobs = scale(6, 20)
     started = time.monotonic()
-    urls = deployment.create_many("count", jobs, duration=str(scale(20, 30)))
+    # short: the running jobs outlive slurmd and report; long: they outlast slurmctld's
+    # SlurmdTimeout, so the node is declared down and they fail with NODE_FAIL
+    urls = deployment.create_many("count", jobs, duration=str(scale(20, 150)))
     until(lambda: "EXECUTING" in deployment.phases(urls).values(), 90, "a job executing")
     _cluster("stop-slurmd")
     try:
         # the running ones end when slurmctld declares the node down (SlurmdTimeout)
-        until(lambda: "EXECUTING" not in deployment.phases(urls).values(), 180,
+        until(lambda: "EXECUTING" not in deployment.phases(urls).values(), 300,
               "the executing jobs to end")
     finally:
         _cluster("start-slurmd")

@@ -227,3 +227,28 @@ def test_a_scheduler_started_before_its_database_waits_for_it(
             srv.stop()
         with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_supervision_backs_off_and_gives_up_on_a_misconfigured_scheduler(caplog) -> None:
+    import logging
+    import threading
+
+    from opus.execution.supervisor import EXIT_MISCONFIGURED, supervise
+
+    caplog.set_level(logging.INFO, logger="opus.supervisor")
+    stop = threading.Event()
+    crashing = threading.Thread(target=supervise, args=(
+        [sys.executable, "-c", "raise SystemExit(1)"], stop))
+    crashing.start()
+    try:
+        until(lambda: caplog.text.count("restarting it in") >= 3, what="three restarts")
+    finally:
+        stop.set()
+        crashing.join(30)
+    delays = [line.rsplit("restarting it in ", 1)[1] for line in caplog.text.splitlines()
+              if "restarting it in" in line]
+    assert delays[:3] == ["1 s", "2 s", "4 s"]
+    assert "exited with status 1" in caplog.text
+    code = supervise([sys.executable, "-c", f"raise SystemExit({EXIT_MISCONFIGURED})"],
+                     threading.Event())
+    assert code == EXIT_MISCONFIGURED and "misconfigured, not restarted" in caplog.text

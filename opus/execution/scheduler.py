@@ -253,7 +253,6 @@ class Scheduler:
                 stderr_path=job_dir / "runner.log",
             )
             native_id = self.manager.submit(template)
-            (job_dir / NATIVE_ID_FILE).write_text(native_id)  # before the database
         except StagingError as error:
             self._fail(job, str(error))
             return
@@ -262,6 +261,11 @@ class Scheduler:
             self._fail(job, f"could not be submitted to the {self.manager.name} cluster: "
                             f"{error}")
             return
+        try:  # before the database: what recovers the id if the database loses it
+            (job_dir / NATIVE_ID_FILE).write_text(native_id)
+        except OSError as error:  # submitted all the same; the runner writes runner.id
+            log.warning("job %s: cannot write its %s file: %s", job.job_id, NATIVE_ID_FILE,
+                        error)
         if not self.claims.set_native_id(job.job_id, native_id):
             current = self.store.get(job.job_id, with_results=False)
             if current is None or current.native_id != native_id:

@@ -122,11 +122,13 @@ def test_slurmd_stopped_mid_job(deploy, backend: str) -> None:
     """slurmd stopped while jobs run on SLURM: each job ends in a clear state (COMPLETED,
     or ERROR naming the node failure), nothing stays EXECUTING, none runs twice."""
     deployment = deploy(manager="slurm")
-    jobs = scale(6, 20)
     started = time.monotonic()
-    # short: the running jobs outlive slurmd and report; long: they outlast slurmctld's
-    # SlurmdTimeout, so the node is declared down and they fail with NODE_FAIL
-    urls = deployment.create_many("count", jobs, duration=str(scale(20, 150)))
+    # Two long jobs on the node when slurmd stops (short profile: they outlive slurmd and
+    # report; long: they outlast slurmctld's SlurmdTimeout, the node is declared down and
+    # they end with NODE_FAIL), and short ones queued behind them, which run once slurmd
+    # is back.
+    urls = deployment.create_many("count", 2, duration=str(scale(15, 120)))
+    urls += deployment.create_many("count", scale(4, 16), duration="1")
     until(lambda: "EXECUTING" in deployment.phases(urls).values(), 90, "a job executing")
     _cluster("stop-slurmd")
     try:

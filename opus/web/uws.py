@@ -42,6 +42,7 @@ from opus.uws.service import JobService
 from opus.web.headers import serve_file
 from opus.web.http import (
     XML,
+    client_address,
     identity,
     query_parameters,
     required,
@@ -204,7 +205,8 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
         timeout = params.parse_wait(wait, service.settings.wait_max)
         phase = single("PHASE", items)
         expected = params.parse_phases([phase])[0] if phase is not None else None
-        return job_document(service.wait(identity(), activity, job_id, timeout, expected))
+        return job_document(service.wait(identity(), activity, job_id, timeout, expected,
+                                          client_address()))
 
     @route(app, "POST", "/rest/<activity>/<job_id>", operation=_job(
         "updateJob", "ACTION=DELETE deletes the job (303 to the list); other fields change "

@@ -38,21 +38,24 @@ def _delete(server: Server, *job_urls: str) -> None:
 
 
 # -- WAIT ----------------------------------------------------------------------------------
+LIMIT = 16  # wait_per_client's default
+
+
 def test_waits_past_the_per_client_limit_answer_at_once(server_factory: Any) -> None:
-    """An anonymous client holding two WAITs (the limit) gets its third answered at once
-    with the job as it is; the two held ones still wait for a change."""
-    server = server_factory(workers=1, wait_per_client=2)
+    """An anonymous client holding 16 WAITs (the default limit, in the one worker) gets its
+    17th answered at once with the job as it is; the held ones still wait for a change."""
+    server = server_factory(workers=1)
     job_url = server.create("sleep", run=False)
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    with concurrent.futures.ThreadPoolExecutor(LIMIT + 1) as pool:
         calls = [pool.submit(requests.get, job_url, params={"WAIT": "30"}, timeout=45)
-                 for _ in range(3)]
+                 for _ in range(LIMIT + 1)]
         done, held = concurrent.futures.wait(
             calls, timeout=20, return_when=concurrent.futures.FIRST_COMPLETED)
         assert len(done) == 1, "every WAIT blocked: no per-client limit"
         answer = done.pop().result()
         assert answer.status_code == 200
         assert _phase(etree.fromstring(answer.content)) == "PENDING"
-        assert len(held) == 2 and not any(call.done() for call in held)
+        assert len(held) == LIMIT and not any(call.done() for call in held)
         # A change wakes the two held waits.
         changed = server.session.post(f"{job_url}/destruction", allow_redirects=False,
                                       data={"DESTRUCTION": "2099-01-01T00:00:00Z"})
@@ -62,14 +65,15 @@ def test_waits_past_the_per_client_limit_answer_at_once(server_factory: Any) -> 
 
 # -- active jobs ---------------------------------------------------------------------------
 def test_active_jobs_past_the_limit_are_refused_with_429(server_factory: Any) -> None:
-    server = server_factory(max_active_jobs=2)
-    running = [server.create("sleep", duration="600") for _ in range(2)]
+    """20 (max_active_jobs' default) QUEUED or EXECUTING: the 21st is refused."""
+    server = server_factory()
+    running = [server.create("sleep", duration="600") for _ in range(20)]
     try:
         flood = server.session.post(server.rest("sleep"), allow_redirects=False,
                                     data={"duration": "600", "PHASE": "RUN"})
         assert flood.status_code == 429, flood.text
         assert int(flood.headers["Retry-After"]) > 0
-        assert "max_active_jobs" in flood.text and " 2" in flood.text
+        assert "max_active_jobs" in flood.text and " 20" in flood.text
         # RUN of a PENDING job past the limit: refused, and the job stays PENDING.
         pending = server.create("sleep", run=False, duration="600")
         running.append(pending)

@@ -113,13 +113,14 @@ class Limits:
         return value
 
     # -- active jobs -------------------------------------------------------------------
-    def active_guard(self, identity: Identity, activity: str) -> Any:
-        """The check, run in the transaction that queues a job, that ``identity`` has
-        fewer than ``max_active_jobs`` active jobs (None: no limit)."""
+    def active_guard(self, owner_key: str | None, owner_id: str | None, activity: str) -> Any:
+        """The check, run in the transaction that queues a job, that its owner (not the
+        caller: an admin may run another's job) has fewer than ``max_active_jobs`` active
+        jobs (None: no limit)."""
         limit = self.settings.max_active_jobs
         if not limit:
             return None
-        who = identity.owner_id or "the anonymous callers (one shared owner)"
+        who = owner_id or "the anonymous callers (one shared owner)"
         retry = max(5, min(600, self._estimate(activity) or 60))
 
         def refusal(active: int) -> Exception:
@@ -128,7 +129,7 @@ class Limits:
                 f"(max_active_jobs) is {limit}; the job stays PENDING: run it again when "
                 f"one has ended", retry_after=retry)
 
-        return dispatch.within_active_limit(identity.key, limit, refusal)
+        return dispatch.within_active_limit(owner_key, limit, refusal)
 
     # -- disk quota --------------------------------------------------------------------
     def upload_room(self, identity: Identity) -> int | None:

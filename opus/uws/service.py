@@ -193,7 +193,7 @@ class JobService:
             try:
                 size = inputs.save_upload(job_dir, name, (uploads or {})[part], limit)
             except PayloadTooLargeError:
-                if limit == self.settings.max_body:
+                if room is None or room >= self.settings.max_body:
                     raise
                 raise self.limits.quota_refusal(identity, name) from None
             room = None if room is None else room - size
@@ -212,8 +212,8 @@ class JobService:
             destruction=destruction,
         )
         try:
-            self.store.insert(job, guard=self.limits.active_guard(identity, activity.name)
-                              if run else None)
+            self.store.insert(job, guard=self.limits.active_guard(
+                job.owner_key, job.owner_id, activity.name) if run else None)
         except Exception:
             shutil.rmtree(job_dir, ignore_errors=True)  # no orphaned uploads
             raise
@@ -275,7 +275,8 @@ class JobService:
         if job.phase != Phase.PENDING:
             raise PhaseError(f"job {job_id} is {job.phase}; only a PENDING job can be run")
         if not self.store.update(job_id, expected_phases={Phase.PENDING}, phase=Phase.QUEUED,
-                                 guard=self.limits.active_guard(identity, activity)):
+                                 guard=self.limits.active_guard(job.owner_key, job.owner_id,
+                                                                activity)):
             return self.run(identity, activity, job_id)  # it changed meanwhile: decide again
         return job
 

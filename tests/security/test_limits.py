@@ -45,8 +45,14 @@ def test_waits_past_the_per_client_limit_answer_at_once(server_factory: Any) -> 
     """An anonymous client holding 16 WAITs (the default limit, in the one worker) gets its
     17th answered at once with the job as it is; the held ones still wait for a change."""
     server = server_factory(workers=1)
+    done = opus_users(server, "add", "alice")
+    assert done.returncode == 0, done.stderr
+    alice = session(done.stdout.strip())
     job_url = server.create("sleep", run=False)
-    with concurrent.futures.ThreadPoolExecutor(LIMIT + 1) as pool:
+    created = alice.post(server.rest("sleep"), allow_redirects=False)
+    assert created.status_code == 303
+    hers = created.headers["Location"]
+    with concurrent.futures.ThreadPoolExecutor(LIMIT + 2) as pool:
         calls = [pool.submit(requests.get, job_url, params={"WAIT": "30"}, timeout=45)
                  for _ in range(LIMIT + 1)]
         done, held = concurrent.futures.wait(
@@ -56,6 +62,15 @@ def test_waits_past_the_per_client_limit_answer_at_once(server_factory: Any) -> 
         assert answer.status_code == 200
         assert _phase(etree.fromstring(answer.content)) == "PENDING"
         assert len(held) == LIMIT and not any(call.done() for call in held)
+        # Another client (alice) still gets a blocking WAIT: the limit is per client.
+        before = etree.fromstring(alice.get(hers).content).findtext(
+            "uws:destruction", namespaces=UWS_NS)
+        waiting = pool.submit(alice.get, hers, params={"WAIT": "30"}, timeout=45)
+        changed = alice.post(f"{hers}/destruction", allow_redirects=False,
+                             data={"DESTRUCTION": "2099-01-01T00:00:00Z"})
+        assert changed.status_code == 303
+        woken = etree.fromstring(waiting.result().content)
+        assert woken.findtext("uws:destruction", namespaces=UWS_NS) != before
         # A change wakes the two held waits.
         changed = server.session.post(f"{job_url}/destruction", allow_redirects=False,
                                       data={"DESTRUCTION": "2099-01-01T00:00:00Z"})

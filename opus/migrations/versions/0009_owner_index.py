@@ -1,6 +1,6 @@
 """An index of jobs by owner, for the fair dispatch between owners.
 
-Revision ID: 0007
+Revision ID: 0009
 Revises: 0006
 Create Date: 2026-12-03
 
@@ -10,7 +10,7 @@ stops at the first one, instead of a scan of every job ever run.
 """
 from alembic import op
 
-revision = "0007"
+revision = "0009"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

@@ -13,7 +13,7 @@ from opus.datalink.votable import LINKS_PATH
 from opus.services import Services, build_services
 from opus.web import datalink, discovery, openapi, provenance, provenance_templates, provsap
 from opus.web import headers, job_pages, pages, tap, uws
-from opus.web.errors import ErrorPlugin, plain_error
+from opus.web.errors import ErrorPlugin, plain_error, text_body_limit
 from opus.web.http import prefers, root_url, see_other
 from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
 from opus.web.proxies import TrustedProxies
@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None,
                             base_url=settings.base_url,
                             proxies=TrustedProxies(settings.trusted_proxies),
                             identify=sessions.identify,
-                            renderers={"html": web_client.error_page}))
+                            renderers={"html": web_client.error_page},
+                            max_text_body=text_body_limit(settings.max_parameter_length)))
     headers.install(app)
     uws.install(app, services.jobs, services.reports)
     provsap.install(app, services.provenance, settings, services.policy)

@@ -80,6 +80,17 @@ class ConflictError(ClientError):
     status = 409
 
 
+class TooManyRequestsError(ClientError):
+    """The caller is past one of its limits (``max_active_jobs``): 429 with
+    ``Retry-After: retry_after`` seconds (RFC 6585 section 4), since waiting helps."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ServiceUnavailableError(Exception):
     """A fault of the server that may pass (a graph too large to draw in time, a database
     restarting): 503 with ``Retry-After: retry_after`` seconds, and logged."""

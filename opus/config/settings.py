@@ -115,7 +115,9 @@ class Settings(BaseSettings):
     """executionDuration (seconds) given to a job whose activity declares none; 0 means
     unlimited."""
     max_execution_duration: int = Field(default=86400, ge=0)
-    """Largest executionDuration (seconds) a client may ask for."""
+    """Largest executionDuration (seconds) a job of an activity that declares none may
+    have; an activity's own executionDuration is its maximum. A larger request is lowered
+    (UWS 1.1 section 2.2.3.4)."""
     default_destruction: int = Field(default=7 * 86400, ge=0)
     """Destruction time of a new job, in seconds from now."""
     max_destruction: int = Field(default=30 * 86400, ge=0)
@@ -229,6 +231,21 @@ class Settings(BaseSettings):
     """Seconds after which a claimed job with no cluster id recorded (lost in a database
     blip or a crash during submission) is recovered: queued again if nothing was submitted,
     ended in ERROR otherwise; never left holding a slot."""
+    # Limits that keep the service up (README, Limits)
+    wait_per_client: int = Field(default=16, ge=0)
+    """Blocking WAITs one client (a user; an anonymous caller by its address) may hold at
+    once in one web worker process; a WAIT past it answers at once with the current job
+    (UWS 1.1 section 2.2.1.1). 0: no WAIT blocks."""
+    max_active_jobs: int = Field(default=20, ge=0)
+    """QUEUED and EXECUTING jobs one owner may have (all anonymous callers are one owner);
+    PHASE=RUN past it is answered 429 with ``Retry-After``. 0: no limit."""
+    max_parameter_length: int = Field(default=64 * 1024, ge=1)
+    """Longest parameter value (UTF-8 bytes) a client may give (a description may declare
+    less through its arraysize); longer is a 400, and a non-multipart body far past it a
+    413 before it is read."""
+    quota_bytes: int = Field(default=10 * 1024**3, ge=0)
+    """Disk space (bytes) of one owner's uploads and results together; an upload past it
+    is answered 413, a job whose results would pass it ends in ERROR. 0: no quota."""
 
     @classmethod
     def settings_customise_sources(

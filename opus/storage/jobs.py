@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from opus.storage.dispatch import fair_queued
 from opus.storage.engine import write_transaction
 from opus.storage.tables import cleanups, jobs, results
 from opus.storage.events import JobEvents, Message
@@ -38,6 +39,8 @@ EndHook = Callable[[sa.Connection, RunEnd], None]
 RemoveHook = Callable[[sa.Connection, str, dt.datetime], None]
 #: Written in the transaction that publishes or withdraws a job (its run and products).
 PublishHook = Callable[[sa.Connection, str, bool], None]
+#: Run first in a write transaction; refuses the change by raising (a limit's check).
+Guard = Callable[[sa.Connection], None]
 
 _JOB_COLUMNS = [c for c in jobs.c if c.name not in {"id", "secret_hash", "claimed_at"}]
 _INSERT_JOB = jobs.insert()
@@ -99,7 +102,8 @@ class JobStore:
             self.events.publish_after_commit(messages)
 
     # -- creation and reading ----------------------------------------------------------
-    def insert(self, job: Job, secret_hash: str | None = None) -> None:
+    def insert(self, job: Job, secret_hash: str | None = None, *,
+               guard: Guard | None = None) -> None:
         values = {c.name: getattr(job, c.name) for c in _JOB_COLUMNS if c.name != "parameters"}
         values["parameters"] = json.dumps(job.parameters)
         values["secret_hash"] = secret_hash
@@ -109,6 +113,8 @@ class JobStore:
         with self._write(messages) as connection:
             # One statement object for every insert: building .values(**row) anew costs
             # more than the INSERT itself (bench/uws.py, profile of JobService.create).
+            if guard is not None:
+                guard(connection)
             connection.execute(_INSERT_JOB, values)
 
     def get(self, job_id: str, *, with_results: bool = True) -> Job | None:
@@ -236,9 +242,11 @@ class JobStore:
         *,
         expected_phases: Iterable[str] | None = None,
         announce: bool = True,
+        guard: Guard | None = None,
         **values: Any,
     ) -> bool:
-        """Set columns of a job if it is in one of ``expected_phases``; True if it was."""
+        """Set columns of a job if it is in one of ``expected_phases``; True if it was.
+        ``guard`` runs first in the same transaction (and may refuse by raising)."""
         if "parameters" in values:
             values["parameters"] = json.dumps(values["parameters"])
         query = jobs.update().where(jobs.c.job_id == job_id).values(**values)
@@ -247,6 +255,8 @@ class JobStore:
         change = values.get("phase", Change.CHANGED)
         messages: list[Message] = [(job_id, change)] if announce else []
         with self._write(messages) as connection:
+            if guard is not None:
+                guard(connection)
             updated = connection.execute(query).rowcount == 1
             if not updated:
                 messages.clear()
@@ -362,13 +372,10 @@ class JobStore:
 
     # -- scheduler queries -------------------------------------------------------------
     def queued(self, limit: int) -> list[Job]:
-        """QUEUED jobs not yet submitted, oldest first."""
+        """QUEUED jobs not yet submitted, in fair order between owners (round robin,
+        fewest running first, then oldest: :mod:`opus.storage.dispatch`)."""
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(*_JOB_COLUMNS)
-                .where(jobs.c.phase == Phase.QUEUED, jobs.c.cluster_state.is_(None))
-                .order_by(jobs.c.id).limit(limit)
-            ).all()
+            rows = fair_queued(connection, _JOB_COLUMNS, limit)
         return [_row_to_job(row) for row in rows]
 
     def submitted(self) -> list[Job]:

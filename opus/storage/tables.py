@@ -97,6 +97,7 @@ jobs = sa.Table(
     sa.Index("ix_jobs_phase_id", "phase", "id"),
     sa.Index("ix_jobs_cluster", "cluster_state"),
     sa.Index("ix_jobs_destruction", "destruction"),
+    sa.Index("ix_jobs_owner_key_id", "owner_key", "id"),  # fair dispatch (0009)
 )
 
 results = sa.Table(

@@ -23,9 +23,10 @@ from opus.activities.server_paths import check_server_paths
 from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
-from opus.errors import NotFoundError, ParameterError, PhaseError
+from opus.errors import NotFoundError, ParameterError, PayloadTooLargeError, PhaseError
 from opus.storage.jobs import JobStore
 from opus.uws import inputs, params
+from opus.uws.limits import Limits, client_key
 from opus.uws.models import (
     ABORTABLE_PHASES,
     ACTIVE_PHASES,
@@ -63,6 +64,7 @@ class JobService:
         #: The provenance record, to resolve inputs given as earlier results.
         self.entities = entities
         self.policy = policy or AccessPolicy()
+        self.limits = Limits(settings, store, registry)
 
     # -- reading -----------------------------------------------------------------------
     def activity(self, name: str) -> ActivityDescription:
@@ -116,6 +118,7 @@ class JobService:
         job_id: str,
         timeout: float,
         expected_phase: Phase | None = None,
+        client_address: str | None = None,
     ) -> Job:
         """Block until the job changes or ``timeout`` s pass (UWS 1.1 section 2.2.1.2).
 
@@ -124,9 +127,13 @@ class JobService:
         read, so a change that lands in between still wakes us. An announcement that
         changed nothing we returned (one still in flight when we read the job, such as
         that of its creation) does not end the wait: it goes on for the time left.
+        A client past ``wait_per_client`` blocking WAITs in this process gets the job at
+        once (UWS 1.1 section 2.2.1.1: the server may end a wait early).
         """
         deadline = time.monotonic() + timeout
-        with self.store.events.watch(job_id) as changed:
+        with self.limits.waits.hold(client_key(identity, client_address)) as may_block, \
+                self.store.events.watch(job_id) as changed:
+            timeout = timeout if may_block else 0
             job = self.get(identity, activity, job_id)
             if job.phase not in ACTIVE_PHASES or timeout <= 0:
                 return job
@@ -140,24 +147,9 @@ class JobService:
         return self.get(identity, activity, job_id)
 
     def quote(self, job: Job) -> dt.datetime | None:
-        """When the job is expected to complete: an estimate from the queue ahead of it and
-        the activity's declared duration (UWS 1.1 section 2.1.6)."""
-        try:
-            activity = self.registry.get(job.activity)
-        except NotFoundError:
-            return None
-        estimate = activity.quote or activity.execution_duration or job.execution_duration
-        if not estimate:
-            return None
-        if job.phase in {Phase.PENDING, Phase.QUEUED}:
-            ahead = self.store.count_queued_before(
-                job.job_id if job.phase == Phase.QUEUED else None)
-            slots = self.settings.effective_concurrency
-            rounds = ahead // slots + 1
-            return utcnow() + dt.timedelta(seconds=estimate * rounds)
-        if job.phase == Phase.EXECUTING and job.start_time is not None:
-            return job.start_time + dt.timedelta(seconds=estimate)
-        return None
+        """When the job is expected to complete (UWS 1.1 section 2.1.6): its real place in
+        the fair queue (:meth:`opus.uws.limits.Limits.quote`)."""
+        return self.limits.quote(job)
 
     # -- creation and changes ----------------------------------------------------------
     def create(self, identity: Identity, activity_name: str,
@@ -167,6 +159,7 @@ class JobService:
         PHASE=RUN. Everything is checked before anything is written: a refused request
         leaves no job and no file behind."""
         activity = self.registry.get(activity_name)
+        self.limits.check_lengths(submitted)
         control, activity_params = params.split_control(submitted)
         run = False
         if "phase" in control:
@@ -194,8 +187,16 @@ class JobService:
         run_id = params.run_id(control)
         job_id = uuid.uuid4().hex
         job_dir = job_directory(self.settings, job_id)
+        room = self.limits.upload_room(identity) if upload_names else None
         for part, name in upload_names.items():
-            inputs.save_upload(job_dir, name, (uploads or {})[part], self.settings.max_body)
+            limit = self.settings.max_body if room is None else min(room, self.settings.max_body)
+            try:
+                size = inputs.save_upload(job_dir, name, (uploads or {})[part], limit)
+            except PayloadTooLargeError:
+                if room is None or room >= self.settings.max_body:
+                    raise
+                raise self.limits.quota_refusal(identity, name) from None
+            room = None if room is None else room - size
             references[name] = inputs.UPLOAD_PREFIX + name
         values.update(references)
         job = Job(
@@ -211,7 +212,8 @@ class JobService:
             destruction=destruction,
         )
         try:
-            self.store.insert(job)
+            self.store.insert(job, guard=self.limits.active_guard(
+                job.owner_key, job.owner_id, activity.name) if run else None)
         except Exception:
             shutil.rmtree(job_dir, ignore_errors=True)  # no orphaned uploads
             raise
@@ -253,16 +255,7 @@ class JobService:
         return None
 
     def _execution_duration(self, activity: ActivityDescription, text: str | None) -> int:
-        if text is None:
-            value = activity.execution_duration or self.settings.default_execution_duration
-        else:
-            value = params.parse_int("EXECUTIONDURATION", text, minimum=0,
-                                     maximum=params.INT_MAX)
-        limit = self.settings.max_execution_duration
-        # UWS 1.1 section 2.1.4: 0 means unlimited; the server may override a request.
-        if limit and (value == 0 or value > limit):
-            value = limit
-        return value
+        return self.limits.execution_duration(activity, text)
 
     def _destruction(self, now: dt.datetime, text: str | None) -> dt.datetime:
         latest = now + dt.timedelta(seconds=self.settings.max_destruction)
@@ -281,7 +274,9 @@ class JobService:
             return job  # already on its way: RUN again changes nothing
         if job.phase != Phase.PENDING:
             raise PhaseError(f"job {job_id} is {job.phase}; only a PENDING job can be run")
-        if not self.store.update(job_id, expected_phases={Phase.PENDING}, phase=Phase.QUEUED):
+        if not self.store.update(job_id, expected_phases={Phase.PENDING}, phase=Phase.QUEUED,
+                                 guard=self.limits.active_guard(job.owner_key, job.owner_id,
+                                                                activity)):
             return self.run(identity, activity, job_id)  # it changed meanwhile: decide again
         return job
 
@@ -334,6 +329,7 @@ class JobService:
         """Change parameters of a PENDING job (UWS 1.1 section 2.1.11)."""
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
+        self.limits.check_lengths(submitted)
         control, activity_params = params.split_control(submitted)
         if "action" in control:
             # ACTION=DELETE is a request to the job itself (UWS 1.1 section 2.2.3.2),
@@ -427,12 +423,21 @@ class JobService:
         except NotFoundError:
             description = None
         values.setdefault("end_time", utcnow())
+        refusal = self.limits.results_refusal(job, job_results) \
+            if phase == Phase.COMPLETED else None
+        refused = job_results if refusal is not None else ()
+        if refusal is not None:  # the owner's disk quota: the results are not kept
+            phase, job_results = Phase.ERROR, ()
+            values.update(error_summary=refusal, error_type="fatal")
         run = RunEnd(
             job=job, phase=phase, end_time=values["end_time"],
             start_time=values.get("start_time", job.start_time), results=tuple(job_results),
             result_url=f"{self.settings.base_url}/rest/{job.activity}/{job.job_id}/results",
             activity=description, outcome=outcome)
-        return self.store.finish(job.job_id, phase=phase, expected_phases=expected_phases,
-                                 run=run, **values)
+        ended = self.store.finish(job.job_id, phase=phase, expected_phases=expected_phases,
+                                  run=run, **values)
+        if ended and refused:
+            self.limits.remove_results(job_directory(self.settings, job.job_id), refused)
+        return ended
 
 

@@ -148,7 +148,7 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
         "submitForm", "create a job from the HTML form (303 to it, or 400 with the form)",
         {**responses(None, see_other=True),
          "400": ok("the form again, with the error", PAGE),
-         **responses(None, 404, 413)},
+         **responses(None, 404, 413, 429)},
         tags=ACTIVITIES, parameters=(ACTIVITY_NAME,), request_body={
             "required": True, "content": {FORM: {"schema": {"type": "object"}},
                                           "multipart/form-data": {"schema": {

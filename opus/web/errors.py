@@ -1,7 +1,8 @@
 """The one error path of the web application: every route's failures are answered here.
 
 A bottle plugin wraps every route. Before the handler it refuses bodies over the limit
-(413), resolves the caller's identity once (:class:`opus.auth.Authenticator`, through
+(413, unread: ``max_body``, or for a body without files, which holds only parameter values,
+:func:`text_body_limit`), resolves the caller's identity once (:class:`opus.auth.Authenticator`, through
 the web client's session cookie when there is one: :mod:`opus.web.sessions`; the identity
 header of a proxy only from a trusted one, :mod:`opus.web.proxies`) and the root of the
 URLs this answer may write (``base_url``, or what a trusted proxy says); after it, an
@@ -9,7 +10,8 @@ authenticated answer names the user in ``x-vo-authenticated`` (SSO 2.x WD sectio
 a 401 carries one ``WWW-Authenticate`` challenge per accepted scheme (WD section 2.1). Around
 the handler it turns
 
-- an :class:`opus.errors.ClientError` into its status (400, 401, 403, 404, 409, 413, 415),
+- an :class:`opus.errors.ClientError` into its status (400, 401, 403, 404, 409, 413, 415,
+  429 with ``Retry-After``),
 - an :class:`opus.errors.ServiceUnavailableError`, or a database that cannot be reached
   (:data:`opus.storage.engine.DATABASE_UNAVAILABLE`), into 503 with
   ``Retry-After``, logged once with its cause,
@@ -37,7 +39,8 @@ from bottle import HTTPResponse, request
 
 from opus.auth import Authenticator, Identity
 from opus.datalink.votable import VOTABLE_MEDIA_TYPE, error_document
-from opus.errors import ClientError, PayloadTooLargeError, ServiceUnavailableError
+from opus.errors import (ClientError, PayloadTooLargeError, ServiceUnavailableError,
+                         TooManyRequestsError)
 from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.tap import votable as tap_votable
 from opus.uws import json_documents
@@ -98,6 +101,13 @@ def tap_error(message: str, status: int) -> HTTPResponse:
 RENDERERS: Mapping[str, Renderer] = {"uws": uws_error, "dali": dali_error, "tap": tap_error}
 
 
+def text_body_limit(max_parameter_length: int) -> int:
+    """The largest body without files worth reading: a few parameter values of the largest
+    allowed length, percent-encoded (up to 3 bytes per byte), and never under 1 MiB. A
+    larger one cannot be a valid request, so it is refused unread (413)."""
+    return max(1 << 20, 4 * max_parameter_length)
+
+
 class ErrorPlugin:
     """The bottle plugin (API 2) of this module."""
 
@@ -106,11 +116,16 @@ class ErrorPlugin:
 
     def __init__(self, max_body: int, authenticate: Authenticator, *, base_url: str,
                  proxies: TrustedProxies, identify: Identify | None = None,
-                 renderers: Mapping[str, Renderer] | None = None) -> None:
+                 renderers: Mapping[str, Renderer] | None = None,
+                 max_text_body: int | None = None) -> None:
         """``identify``: the identity of a request, when more than its headers decide it
         (the web client's session cookie); by default ``authenticate(headers)``.
-        ``renderers``: more error formats (the web client's HTML pages)."""
+        ``renderers``: more error formats (the web client's HTML pages).
+        ``max_text_body``: the limit of a body that is not multipart (no file in it: form
+        fields, a PUT parameter value, a runner report), refused before it is read."""
         self.max_body = max_body
+        self.max_text_body = max_body if max_text_body is None else min(max_body,
+                                                                        max_text_body)
         self.authenticate = authenticate
         self.base_url = base_url
         self.proxies = proxies
@@ -135,10 +150,14 @@ class ErrorPlugin:
             environ = request.environ
             try:
                 length = request.content_length
-                if length > self.max_body:
+                limit = self.max_body if request.content_type.startswith("multipart/") \
+                    else self.max_text_body
+                if length > limit:
                     raise PayloadTooLargeError(
-                        f"request body of {length} bytes exceeds the limit of "
-                        f"{self.max_body}")
+                        f"request body of {length} bytes exceeds the limit of {limit}"
+                        + ("" if limit == self.max_body else
+                           " for a body without files (parameter values are limited "
+                           "by the setting max_parameter_length)"))
                 environ[ROOT_URL] = self.proxies.root_url(environ, self.base_url)
                 environ[CLIENT_ADDRESS] = self.proxies.client_address(environ)
                 environ[IDENTITY] = self.identify(
@@ -151,6 +170,8 @@ class ErrorPlugin:
                 if error.status == 401:  # RFC 7235 section 3.1: say how to authenticate
                     for challenge in self.authenticate.challenges:
                         response.add_header("WWW-Authenticate", challenge)
+                if isinstance(error, TooManyRequestsError):
+                    _retry_later(response, error.retry_after)
                 return response
             except ServiceUnavailableError as fault:
                 log.error("%s %s: 503, %s", request.method, request.path, fault.message)

@@ -321,13 +321,18 @@ COMMON_RESPONSES: dict[str, Any] = {
     "Conflict": _error_response("refused: the request conflicts with what is recorded"),
     "PayloadTooLarge": _error_response("the body or an upload exceeds the server's limit"),
     "UnsupportedFormat": _error_response("the requested RESPONSEFORMAT is not supported"),
+    "TooManyRequests": {**_error_response("past one of the caller's limits (README, Limits: "
+                                          "max_active_jobs); the job stays PENDING"),
+                        "headers": {"Retry-After": {"required": True, "schema": {
+                            "type": "integer", "minimum": 0}}}},
     "Unavailable": _error_response("the answer could not be made in time"),
     "SeeOther": {"description": "done; the Location is the resource to read next",
                  "headers": {"Location": {"required": True, "schema": {
                      "type": "string", "format": "uri"}}}},
 }
 _ERRORS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-           413: "PayloadTooLarge", 415: "UnsupportedFormat", 503: "Unavailable"}
+           413: "PayloadTooLarge", 415: "UnsupportedFormat", 429: "TooManyRequests",
+           503: "Unavailable"}
 
 
 def responses(success: dict[str, Any] | None, *errors: int, see_other: bool = False

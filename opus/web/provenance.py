@@ -110,7 +110,7 @@ def install(app: bottle.Bottle, jobs: JobService, store: JobStore,
     @route(app, "POST", "/provenance/replay", operation=Operation(
         "provenanceReplay", "run a recorded activity again with the same configuration and "
                             "inputs (303 to the new job)",
-        responses(None, 400, 404, 409, see_other=True), tags=PROVENANCE,
+        responses(None, 400, 404, 409, 413, 429, see_other=True), tags=PROVENANCE,
         request_body=REPLAY_BODY))
     def provenance_replay() -> HTTPResponse:
         job, original = create_replay(jobs, provenance, identity(), submitted_parameters())

@@ -42,6 +42,7 @@ from opus.uws.service import JobService
 from opus.web.headers import serve_file
 from opus.web.http import (
     XML,
+    client_address,
     identity,
     query_parameters,
     required,
@@ -183,7 +184,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
 
     @route(app, "POST", "/rest/<activity>", operation=_job(
         "createJob", "create a {activity} job (PENDING, or QUEUED with PHASE=RUN)",
-        responses(None, 400, 404, 413, see_other=True), body=creation_body,
+        responses(None, 400, 404, 413, 429, see_other=True), body=creation_body,
         description=lambda activity: activity.description or ""))
     def create_job(activity: str) -> HTTPResponse:
         job = service.create(identity(), activity, submitted_parameters(), uploaded_files())
@@ -204,12 +205,13 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
         timeout = params.parse_wait(wait, service.settings.wait_max)
         phase = single("PHASE", items)
         expected = params.parse_phases([phase])[0] if phase is not None else None
-        return job_document(service.wait(identity(), activity, job_id, timeout, expected))
+        return job_document(service.wait(identity(), activity, job_id, timeout, expected,
+                                          client_address()))
 
     @route(app, "POST", "/rest/<activity>/<job_id>", operation=_job(
         "updateJob", "ACTION=DELETE deletes the job (303 to the list); other fields change "
                      "a PENDING job (303 to the job)",
-        responses(None, 400, 403, 404, 413, see_other=True), JOB_ID,
+        responses(None, 400, 403, 404, 413, 429, see_other=True), JOB_ID,
         body=lambda activity: form_body({"anyOf": [DELETE_ACTION, job_update(activity)]},
                                         required=False)))
     def post_job(activity: str, job_id: str) -> HTTPResponse:
@@ -239,7 +241,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
 
     @route(app, "POST", "/rest/<activity>/<job_id>/phase", operation=_job(
         "changePhase", "PHASE=RUN queues, PHASE=ABORT stops",
-        responses(None, 400, 403, 404, see_other=True), JOB_ID,
+        responses(None, 400, 403, 404, 429, see_other=True), JOB_ID,
         body=_form_field("PHASE", {"type": "string", "enum": ["RUN", "ABORT"]})))
     def post_phase(activity: str, job_id: str) -> HTTPResponse:
         service.phase_action(identity(), activity, job_id,
@@ -318,7 +320,7 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
 
     @route(app, "POST", "/rest/<activity>/<job_id>/parameters", operation=_job(
         "setParameters", "change parameters of a PENDING job",
-        responses(None, 400, 403, 404, 413, see_other=True), JOB_ID,
+        responses(None, 400, 403, 404, 413, 429, see_other=True), JOB_ID,
         body=lambda activity: form_body(job_update(activity), required=False)))
     def post_parameters(activity: str, job_id: str) -> HTTPResponse:
         service.update_parameters(identity(), activity, job_id, submitted_parameters())

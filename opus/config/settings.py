@@ -218,6 +218,15 @@ class Settings(BaseSettings):
     """Seconds a TAP query may run (statement_timeout)."""
     log_level: str = "INFO"
     """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    # Disk space (issue 13: a full disk)
+    min_free_space: int = Field(default=64 << 20, ge=0)
+    """Bytes that must stay free in the data dir: below it, job creation and uploads are
+    refused with 507 (RFC 4918 section 11.5) and the scheduler holds QUEUED jobs until
+    space returns. 0: no check."""
+    space_reserve: int = Field(default=8 << 20, ge=0)
+    """SQLite only: bytes kept in ``DATA_DIR/run/space-reserve``, given up when a deletion
+    finds the disk full, so that a job can still be deleted (and its space freed) through
+    the API; made again once the data dir has ``min_free_space`` besides. 0: none."""
 
     @classmethod
     def settings_customise_sources(

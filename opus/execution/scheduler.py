@@ -33,8 +33,9 @@ from opus.config import Settings
 from opus.errors import ClientError, NotFoundError
 from opus.activities.commands import activity_command, description_sha256
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
-from opus.execution.staging import StagingError, stage_inputs
+from opus.execution.staging import StagingError, hold_for_space, stage_inputs
 from opus.services import Services
+from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.uws.models import RUNNING_PHASES, Change, Job, Phase, utcnow
 from opus.uws.params import format_datetime
 from opus.uws.reports import hash_secret
@@ -137,6 +138,8 @@ class Scheduler:
                     self.pass_changed()
                 else:
                     self.pass_all()
+            except DATABASE_UNAVAILABLE:
+                pass  # logged once per outage (opus.storage.health); retried
             except Exception:
                 log.exception("scheduler pass failed; retrying at the next wake-up")
 
@@ -166,6 +169,8 @@ class Scheduler:
 
     # -- dispatch -----------------------------------------------------------------------
     def dispatch(self) -> None:
+        if hold_for_space(self.settings):  # a full data dir: QUEUED jobs wait for space
+            return
         free = self.manager.max_active - self.store.count_submitted()
         if free <= 0:
             return

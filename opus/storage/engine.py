@@ -21,10 +21,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
-#: What a database that cannot be reached (down, restarting, connection lost) raises:
-#: answered 503 with Retry-After by the web layer, never 500.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError,
-                                                     sa.exc.InterfaceError)
+#: What a database that cannot be reached raises (answered 503): opus.storage.health.
+from opus.storage.health import DATABASE_UNAVAILABLE as DATABASE_UNAVAILABLE
+from opus.storage.health import health_of
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -57,10 +56,13 @@ def make_engine(url: str) -> sa.Engine:
             else:
                 connection.exec_driver_sql("BEGIN")
 
+        health_of(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    health_of(engine)  # one log line per outage (opus.storage.health)
+    return engine
 
 
 class _SqliteWriteLock:

@@ -24,8 +24,10 @@ from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
 from opus.errors import NotFoundError, ParameterError, PhaseError
+from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.storage.jobs import JobStore
 from opus.uws import inputs, params
+from opus.uws.space import JobSpace
 from opus.uws.models import (
     ABORTABLE_PHASES,
     ACTIVE_PHASES,
@@ -63,6 +65,7 @@ class JobService:
         #: The provenance record, to resolve inputs given as earlier results.
         self.entities = entities
         self.policy = policy or AccessPolicy()
+        self.space = JobSpace(settings)  # 507 on a full disk, deletions still possible
 
     # -- reading -----------------------------------------------------------------------
     def activity(self, name: str) -> ActivityDescription:
@@ -132,12 +135,15 @@ class JobService:
                 return job
             if expected_phase is not None and job.phase != expected_phase:
                 return job
-            while changed.wait(max(0.0, deadline - time.monotonic())):
-                changed.clear()  # before reading: a later change sets it again
-                current = self.get(identity, activity, job_id)
-                if current != job:
-                    return current
-        return self.get(identity, activity, job_id)
+            try:  # the database lost meanwhile: the last known document, not an error
+                while changed.wait(max(0.0, deadline - time.monotonic())):
+                    changed.clear()  # before reading: a later change sets it again
+                    current = self.get(identity, activity, job_id)
+                    if current != job:
+                        return current
+                return self.get(identity, activity, job_id)
+            except DATABASE_UNAVAILABLE:
+                return job
 
     def quote(self, job: Job) -> dt.datetime | None:
         """When the job is expected to complete: an estimate from the queue ahead of it and
@@ -150,8 +156,11 @@ class JobService:
         if not estimate:
             return None
         if job.phase in {Phase.PENDING, Phase.QUEUED}:
-            ahead = self.store.count_queued_before(
-                job.job_id if job.phase == Phase.QUEUED else None)
+            try:
+                ahead = self.store.count_queued_before(
+                    job.job_id if job.phase == Phase.QUEUED else None)
+            except DATABASE_UNAVAILABLE:  # a quote may be unknown (section 2.1.6)
+                return None
             slots = self.settings.effective_concurrency
             rounds = ahead // slots + 1
             return utcnow() + dt.timedelta(seconds=estimate * rounds)
@@ -192,6 +201,7 @@ class JobService:
         execution_duration = self._execution_duration(activity, control.get("executionduration"))
         destruction = self._destruction(now, control.get("destruction"))
         run_id = params.run_id(control)
+        self.space.check()
         job_id = uuid.uuid4().hex
         job_dir = job_directory(self.settings, job_id)
         for part, name in upload_names.items():
@@ -376,7 +386,7 @@ class JobService:
         and removes the files."""
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
-        if not self.store.delete(job_id):
+        if not self.space.with_reserve(lambda: self.store.delete(job_id)):
             raise NotFoundError(f"no job {params.shown(job_id)} in {activity}")
 
     def result_file(self, identity: Identity, activity: str, job_id: str,

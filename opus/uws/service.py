@@ -386,7 +386,7 @@ class JobService:
         and removes the files."""
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
-        if not self.space.with_reserve(lambda: self.store.delete(job_id)):
+        if not self.space.with_reserve("deletion", lambda: self.store.delete(job_id)):
             raise NotFoundError(f"no job {params.shown(job_id)} in {activity}")
 
     def result_file(self, identity: Identity, activity: str, job_id: str,

@@ -25,26 +25,34 @@ class JobSpace:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        sqlite = settings.effective_database_url.startswith("sqlite")
-        self.reserve = SpaceReserve(settings.run_dir / "space-reserve",
-                                    settings.space_reserve if sqlite else 0)
-        self.reserve.ensure(settings.min_free_space)
+        size = settings.space_reserve if settings.effective_database_url.startswith(
+            "sqlite") else 0
+        #: One reserve per use, so that the end of a job that filled the disk does not
+        #: take the space a deletion needs.
+        self.reserves = {use: SpaceReserve(settings.run_dir / f"space-reserve.{use}", size)
+                         for use in ("deletion", "report")}
+        self._ensure()
+
+    def _ensure(self) -> None:
+        for reserve in self.reserves.values():
+            reserve.ensure(self.settings.min_free_space)
 
     def check(self) -> None:
-        """507 unless a new job can be written; (re)makes the reserve when there is room."""
+        """507 unless a new job can be written; (re)makes the reserves when there is room."""
         problem = space_problem(self.settings.data_dir, self.settings.min_free_space)
         if problem is not None:
             raise InsufficientStorageError(problem, retry_after=60)
-        self.reserve.ensure(self.settings.min_free_space)
+        self._ensure()
 
-    def with_reserve(self, write: Callable[[], bool]) -> bool:
-        """``write()`` (a deletion, or the end of a job), once more after giving up the
-        reserve if it found the disk full."""
+    def with_reserve(self, use: str, write: Callable[[], bool]) -> bool:
+        """``write()`` (a ``"deletion"``, or the ``"report"`` that ends a job), once more
+        after giving up the reserve of that use if it found the disk full."""
+        reserve = self.reserves[use]
         try:
             return write()
         except Exception as error:
-            if not disk_full(error) or not self.reserve.release():
+            if not disk_full(error) or not reserve.release():
                 raise
         log.warning("the disk of the data dir is full: space reserve %s given up",
-                    self.reserve.path)
+                    reserve.path)
         return write()

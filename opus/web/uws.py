@@ -412,5 +412,5 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
         if not isinstance(report, dict):
             raise ClientError("report must be a JSON object")
         # the end of a job on a full disk: written with the space reserve if need be
-        changed = service.space.with_reserve(lambda: reports.apply(job_id, report))
+        changed = service.space.with_reserve("report", lambda: reports.apply(job_id, report))
         return HTTPResponse(status=204 if changed else 409)

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 from lxml import etree
@@ -308,3 +311,71 @@ def tmpfs(path: Path, size: str) -> Iterator[Tmpfs]:
         yield mounted
     finally:
         mounted.unmount()
+
+
+def root_conftest() -> Any:
+    """tests/conftest.py as a module (its helpers: start_server, write_activities...),
+    whatever other conftest.py pytest imported under the name ``conftest`` since."""
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == str(path):
+            return module
+    spec = importlib.util.spec_from_file_location("opus_root_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BIN = Path(__file__).resolve().parent / "bin"
+
+
+def fault_activities(directory: Path) -> Path:
+    """The scenarios' activities: ``count`` (its output: how many times it ran), ``fill``
+    (writes ``megabytes`` MB), the test activity ``copy`` (an upload) and the real
+    ``sleep``."""
+    from opus.activities.model import (ActivityDescription, EntityDescription,
+                                       ParameterDescription)
+
+    output = EntityDescription("output", content_type="text/plain",
+                               default_filename="output.txt")
+    activities = [
+        ActivityDescription(name="count", description="counts its runs",
+                            command=(str(BIN / "count.sh"),), execution_duration=60,
+                            generated=(output,)),
+        ActivityDescription(name="fill", description="writes megabytes MB",
+                            command=(str(BIN / "fill.sh"),), execution_duration=60,
+                            parameters=(ParameterDescription("megabytes", datatype="int",
+                                                             default="1"),),
+                            generated=(output,)),
+        ActivityDescription(name="copy", description="copies its input",
+                            command=(str(BIN.parents[1] / "bin" / "copy.sh"),),
+                            execution_duration=60,
+                            parameters=(ParameterDescription("suffix", arraysize="*",
+                                                             default="end"),),
+                            used=(EntityDescription("input", content_type="text/plain",
+                                                    default_filename="input.txt"),),
+                            generated=(output,)),
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    return root_conftest().write_activities(directory, activities, ("sleep",))
+
+
+def runs_of(session: requests.Session, job_urls: list[str]) -> dict[str, int]:
+    """How many times each ``count`` job ran (its output), for the completed ones."""
+    runs = {}
+    for job_url in job_urls:
+        response = session.get(f"{job_url}/results/output", timeout=30)
+        if response.status_code == 200:
+            runs[job_url.rsplit("/", 1)[1]] = int(response.text.strip() or "0")
+    return runs
+
+
+def wait_for_log(server: Any, text: str, timeout: float = 60.0) -> str:
+    """The server's log once it holds ``text`` (polled: a log has no event to await)."""
+    deadline = time.monotonic() + timeout
+    while text not in (log := server.log()):
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s"
+        time.sleep(0.2)
+    return log

@@ -279,22 +279,18 @@ class Tmpfs:
         self._filler = path / "filler.bin"
 
     def fill(self) -> int:
-        """Fill the file system; the bytes written."""
+        """Fill the file system (unbuffered writes, smaller and smaller); the bytes
+        written."""
         written = 0
-        block = b"\0" * (1 << 16)
-        with open(self._filler, "ab") as stream:
-            try:
-                while True:
-                    stream.write(block)
-                    stream.flush()
-                    written += len(block)
-            except OSError:
-                pass
-            with contextlib.suppress(OSError):
-                while True:  # the last bytes, one at a time per small block
-                    stream.write(b"\0" * 512)
-                    stream.flush()
-                    written += 512
+        descriptor = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 16, 4096, 512, 1):
+                block = b"\0" * size
+                with contextlib.suppress(OSError):
+                    while True:
+                        written += os.write(descriptor, block)
+        finally:
+            os.close(descriptor)
         return written
 
     def free(self) -> None:

@@ -83,7 +83,13 @@ class SpaceReserve:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.posix_fallocate(descriptor, 0, self.size)  # really allocated (tmpfs too)
+                try:
+                    os.posix_fallocate(descriptor, 0, self.size)  # really allocated
+                except OSError as error:
+                    if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    for _ in range(0, self.size, 1 << 16):  # no fallocate here: zeros
+                        os.write(descriptor, bytes(1 << 16))
             finally:
                 os.close(descriptor)
             os.replace(temporary, self.path)

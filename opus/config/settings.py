@@ -223,10 +223,12 @@ class Settings(BaseSettings):
     """Bytes that must stay free in the data dir: below it, job creation and uploads are
     refused with 507 (RFC 4918 section 11.5) and the scheduler holds QUEUED jobs until
     space returns. 0: no check."""
-    space_reserve: int = Field(default=8 << 20, ge=0)
-    """SQLite only: bytes kept in ``DATA_DIR/run/space-reserve``, given up when a deletion
-    finds the disk full, so that a job can still be deleted (and its space freed) through
-    the API; made again once the data dir has ``min_free_space`` besides. 0: none."""
+    space_reserve: int = Field(default=4 << 20, ge=0)
+    """SQLite only (its database is on the data dir): bytes kept in each of two files,
+    ``DATA_DIR/run/space-reserve.deletion`` and ``.report``, the first given up when a
+    DELETE finds the disk full (so that space can still be freed through the API), the
+    second when the report that ends a job does; made again once the data dir has
+    ``min_free_space`` besides. 0: none."""
 
     @classmethod
     def settings_customise_sources(

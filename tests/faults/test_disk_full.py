@@ -129,3 +129,47 @@ def cycle(server: Any, session: requests.Session, disk: Any,
     assert big.status_code == 507, big.text
     assert "no space left on device writing the upload input" in big.text
     assert len(list((disk.path / "jobs").iterdir())) == jobs_before
+
+
+def test_the_runner_reports_no_space_left_when_its_own_writes_fail(tmp_path: Path) -> None:
+    """The runner cannot write ``parameters.json`` on a full disk: it reports ERROR naming
+    the file, instead of dying with a traceback (the scheduler then said "runner exited
+    with status 1")."""
+    import http.server
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    reports: list[dict[str, Any]] = []
+
+    class Reports(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            reports.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Reports)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    with tmpfs(tmp_path / "data", "1m") as disk:
+        job_dir = disk.path / "jobs" / "0123"
+        job_dir.mkdir(parents=True)
+        (job_dir / "secret").write_text("s")
+        (job_dir / "job.json").write_text(json.dumps({
+            "job_id": "0123", "command": ["/bin/true"], "parameters": {"text": "x" * 4096},
+            "callback_url": f"http://127.0.0.1:{receiver.server_address[1]}/report",
+            "generated": [], "inputs": []}))
+        (job_dir / "work").mkdir()
+        disk.fill()
+        finished = subprocess.run([sys.executable, "-m", "opus.execution.runner",
+                                   str(job_dir)], capture_output=True, text=True, timeout=60,
+                                  cwd=conftest.ROOT)
+    receiver.shutdown()
+    assert finished.returncode == 1, finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert [report["phase"] for report in reports] == ["EXECUTING", "ERROR"]
+    assert reports[-1]["error_summary"] == (
+        f"no space left on device writing {job_dir.resolve() / 'parameters.json'}")

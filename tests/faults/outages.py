@@ -75,7 +75,11 @@ class TcpProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
-            with self._lock:
+            with self._lock:  # cut() meanwhile: this one goes too
+                if not self._open.is_set():
+                    client.close()
+                    upstream.close()
+                    continue
                 self._sockets.update((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
@@ -95,8 +99,8 @@ class TcpProxy:
                     self._sockets.discard(sock)
 
     def cut(self) -> None:
-        self._open.clear()
         with self._lock:
+            self._open.clear()
             sockets = list(self._sockets)
         for sock in sockets:
             with contextlib.suppress(OSError):

@@ -48,6 +48,14 @@ def proxied(database: str, tmp_path: Path) -> Iterator[tuple[Any, TcpProxy]]:
     proxy.close()
 
 
+def until(condition: Any, timeout: float = 120.0) -> None:
+    """Poll ``condition`` (the burst's progress has no event) until true, or fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the burst made no progress"
+        time.sleep(0.1)
+
+
 def request_every_route(server: Any, job_id: str) -> list[tuple[str, str, int, bool]]:
     """(method, path, status, has Retry-After) for every operation of /openapi.json,
     with the path's parameters filled in for the job ``job_id``."""
@@ -128,12 +136,11 @@ def test_postgresql_restarted_mid_burst(database: str, tmp_path: Path) -> None:
     try:
         burst = Burst(server.url, "count", CLIENTS).start()
         for _ in range(RESTARTS):
-            while len(burst.accepted) < 5 * CLIENTS // 4:  # the burst is under way
-                time.sleep(0.1)
             before = len(burst.accepted)
+            until(lambda: len(burst.accepted) >= before + CLIENTS)  # under way
             restart_postgres(DOWN)
-            while len(burst.accepted) < before + CLIENTS:  # accepting jobs again
-                time.sleep(0.1)
+            after = len(burst.accepted)
+            until(lambda: len(burst.accepted) >= after + CLIENTS)  # accepting again
         burst.stop()
         final = final_phases(server.url, burst.accepted)
         figures = burst.summary(f"PostgreSQL restarted {RESTARTS}x ({DOWN:g} s) under "

@@ -33,6 +33,11 @@ log = logging.getLogger("opus.database")
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError,
                                                      sa.exc.InterfaceError)
 
+#: Seconds without a failure before a success ends an outage: while PostgreSQL stops, the
+#: sessions it has not terminated yet still answer for a moment (an outage logged thrice).
+SETTLE = 1.0
+
+
 class DatabaseHealth:
     """The outage state of one engine in this process."""
 
@@ -40,6 +45,7 @@ class DatabaseHealth:
         self.name = name
         self._lock = threading.Lock()
         self._down_since: float | None = None
+        self._last_failure = 0.0
         self._failures = 0
 
     @property
@@ -50,9 +56,10 @@ class DatabaseHealth:
         """A failure of reaching the database: logged if it starts an outage."""
         with self._lock:
             self._failures += 1
+            self._last_failure = time.monotonic()
             if self._down_since is not None:
                 return
-            self._down_since = time.monotonic()
+            self._down_since = self._last_failure
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()
         log.error("database %s cannot be reached; answering 503 until it is back: %s",
                   self.name, cause[0] if cause else type(error).__name__)
@@ -62,6 +69,8 @@ class DatabaseHealth:
         if not self.down:  # the common case, without the lock
             return
         with self._lock:
+            if time.monotonic() - self._last_failure < SETTLE:
+                return  # a session the stopping server has not closed yet
             since, self._down_since = self._down_since, None
             failures, self._failures = self._failures, 0
         if since is None:  # another thread logged it

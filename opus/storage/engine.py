@@ -60,7 +60,10 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    # connect_timeout: a server that does not answer (a host gone, a partition) is an
+    # outage within seconds, not after the system's TCP timeout of minutes
+    engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True,
+                              connect_args={"connect_timeout": 5})
     health_of(engine)  # one log line per outage (opus.storage.health)
     return engine
 

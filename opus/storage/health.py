@@ -28,10 +28,11 @@ from opus.diskspace import disk_full
 
 log = logging.getLogger("opus.database")
 
-#: What a database that cannot be reached (down, restarting, connection lost) raises:
-#: answered 503 with Retry-After by the web layer, never 500.
+#: What a database that cannot be reached (down, restarting, connection lost, or so slow
+#: to connect that the pool ran out) raises: answered 503 with Retry-After, never 500.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError,
-                                                     sa.exc.InterfaceError)
+                                                     sa.exc.InterfaceError,
+                                                     sa.exc.TimeoutError)
 
 #: Seconds without a failure before a success ends an outage: while PostgreSQL stops, the
 #: sessions it has not terminated yet still answer for a moment (an outage logged thrice).

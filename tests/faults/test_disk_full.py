@@ -173,3 +173,33 @@ def test_the_runner_reports_no_space_left_when_its_own_writes_fail(tmp_path: Pat
     assert [report["phase"] for report in reports] == ["EXECUTING", "ERROR"]
     assert reports[-1]["error_summary"] == (
         f"no space left on device writing {job_dir.resolve() / 'parameters.json'}")
+
+
+def test_creation_refuses_a_data_dir_it_cannot_write(tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
+    """PostgreSQL keeps accepting jobs whatever the data dir: creation itself checks that
+    the data dir can be written (here remounted read-only) and answers 507 until it can."""
+    import subprocess
+
+    admin = request.getfixturevalue("postgres_admin_url")
+    database = conftest._create_pg_database(admin)
+    request.addfinalizer(lambda: conftest._drop_pg_database(admin, database))
+    with tmpfs(tmp_path / "data", "20m") as disk:
+        server = conftest.start_server(tmp_path / "server", database, DATA_DIR=disk.path,
+                                       activities_dir=fault_activities(tmp_path / "act"),
+                                       min_free_space=1 << 20)
+        try:
+            subprocess.run(["mount", "-o", "remount,ro", str(disk.path)], check=True)
+            try:
+                response = server.session.post(server.rest("count"), data={"PHASE": "RUN"},
+                                               allow_redirects=False, timeout=30)
+            finally:
+                subprocess.run(["mount", "-o", "remount,rw", str(disk.path)], check=True)
+            assert response.status_code == 507, response.text
+            assert "read-only file system" in response.text
+            assert "Retry-After" in response.headers
+            job_url = server.create("count")
+            assert server.wait_final(job_url).findtext(
+                "uws:phase", namespaces=UWS) == "COMPLETED"
+        finally:
+            server.stop()

@@ -101,3 +101,12 @@ class ServiceUnavailableError(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+
+
+class InsufficientStorageError(ServiceUnavailableError):
+    """No space is left where the server keeps jobs (the data dir, or SQLite's database
+    on it): 507 Insufficient Storage (RFC 4918 section 11.5, a condition the RFC calls
+    temporary) with ``Retry-After``. Raised before anything is accepted, so a refused
+    creation leaves no job behind."""
+
+    status = 507

@@ -220,6 +220,17 @@ class Settings(BaseSettings):
     """Seconds a TAP query may run (statement_timeout)."""
     log_level: str = "INFO"
     """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    # Disk space (issue 13: a full disk)
+    min_free_space: int = Field(default=64 << 20, ge=0)
+    """Bytes that must stay free in the data dir: below it, job creation and uploads are
+    refused with 507 (RFC 4918 section 11.5) and the scheduler holds QUEUED jobs until
+    space returns. 0: no check."""
+    space_reserve: int = Field(default=4 << 20, ge=0)
+    """SQLite only (its database is on the data dir): bytes kept in each of two files,
+    ``DATA_DIR/run/space-reserve.deletion`` and ``.report``, the first given up when a
+    DELETE finds the disk full (so that space can still be freed through the API), the
+    second when the report that ends a job does; made again once the data dir has
+    ``min_free_space`` besides. 0: none."""
 
     # One active scheduler, supervised (issue 13)
     scheduler_timeout: float = Field(default=10.0, gt=0)

@@ -18,6 +18,7 @@ Python and the shared job directory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -36,6 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from opus import diskspace
 from opus.digests import script_sha256, sha256_of
 from opus.execution import sandbox
 from opus.execution.fetching import InputProblem, fetch
@@ -45,6 +47,8 @@ __all__ = ["InputProblem", "Runner", "fetch", "main"]
 
 #: Seconds between SIGTERM and SIGKILL when stopping an activity.
 KILL_GRACE = 3.0
+#: Bytes free below which a failed activity is taken to have run out of space.
+FULL = 1 << 20
 
 #: Environment variables an activity inherits from the runner; nothing else (secrets such
 #: as a database URL in the scheduler's environment must not reach user code).
@@ -272,7 +276,7 @@ class Runner:
         start = now_iso()
         self.report({"phase": "EXECUTING", "start_time": start})
         self.work_dir.mkdir(mode=0o700, exist_ok=True)
-        (self.job_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=1))
+        _write(self.job_dir / "parameters.json", json.dumps(self.parameters, indent=1))
         problem = self.fetch_inputs()
         used = self.describe_inputs()  # as used: before the activity could change them
         command = list(self.spec["command"])
@@ -304,7 +308,7 @@ class Runner:
                 code = None
                 outcome.update(phase="ERROR", error_summary=f"cannot start {command[0]}: {error}")
             else:
-                (self.job_dir / "activity.pgid").write_text(str(child.pid))
+                _write(self.job_dir / "activity.pgid", str(child.pid))
                 capture.start()
                 code = self._wait(child, limit)
                 self._kill(child, signal.SIGKILL)  # leftovers of the tree, if any
@@ -339,8 +343,12 @@ class Runner:
             reason = (f"killed by signal {signal.Signals(-code).name}" if code is not None
                       and code < 0 else f"exited with status {code}")
             tail = _last_line(self.job_dir / "stderr.txt")
-            outcome.update(phase="ERROR", error_summary=f"activity {reason}"
-                           + (f": {tail}" if tail else ""))
+            summary = f"activity {reason}" + (f": {tail}" if tail else "")
+            free = diskspace.free_bytes(self.job_dir)
+            if free < FULL:  # its writes failed (its stderr too, perhaps)
+                summary = (f"no space left on device writing in {self.work_dir} ({free} "
+                           f"bytes free): {summary}")
+            outcome.update(phase="ERROR", error_summary=summary)
         outcome["results"] = self.collect_results()
         outcome["inputs"] = used
         capture.join(30)
@@ -352,10 +360,35 @@ class Runner:
         if bundle.is_file() and bundle.stat().st_size < 5_000_000:
             outcome["bundle"] = bundle.read_text(errors="replace")
         temporary = self.job_dir / "outcome.json.tmp"
-        temporary.write_text(json.dumps(outcome, indent=1))
-        os.replace(temporary, self.job_dir / "outcome.json")
+        try:
+            _write(temporary, json.dumps(outcome, indent=1))
+            os.replace(temporary, self.job_dir / "outcome.json")
+        except OSError as error:  # a full disk: the report alone carries the outcome
+            if not diskspace.disk_full(error):
+                raise
+            temporary.unlink(missing_ok=True)
+            print(f"opus-runner: {error}", file=sys.stderr)
         self.report(outcome)
         return outcome
+
+    def no_space(self, error: OSError) -> dict[str, Any]:
+        """The outcome of a run that a full disk stopped (the runner's own writes failed):
+        ERROR saying so, reported, and written if the disk allows it by now."""
+        where = error.filename or self.job_dir
+        outcome = {"job_id": self.spec["job_id"], "phase": "ERROR", "end_time": now_iso(),
+                   "error_summary": f"no space left on device writing {where}"}
+        with contextlib.suppress(OSError):
+            _write(self.job_dir / "outcome.json", json.dumps(outcome))
+        self.report(outcome)
+        return outcome
+
+
+def _write(path: Path, text: str) -> None:
+    """``path.write_text(text)``, with the path in the error (a failed write() has none)."""
+    try:
+        path.write_text(text)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 def _last_line(path: Path, limit: int = 300) -> str:
@@ -374,7 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m opus.execution.runner JOB_DIR", file=sys.stderr)
         return 2
     write_runner_id(Path(args[0]))
-    outcome = Runner(Path(args[0])).run()
+    runner = Runner(Path(args[0]))
+    try:
+        outcome = runner.run()
+    except OSError as error:
+        if not diskspace.disk_full(error):
+            raise
+        outcome = runner.no_space(error)
     return 0 if outcome["phase"] == "COMPLETED" else 1
 
 

@@ -37,7 +37,7 @@ from opus.activities.commands import activity_command, description_sha256
 from opus.execution.heartbeat import Heartbeat, Outage
 from opus.execution.recovery import NATIVE_ID_FILE, recover_claims
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
-from opus.execution.staging import StagingError, stage_inputs
+from opus.execution.staging import StagingError, hold_for_space, stage_inputs
 from opus.services import Services
 from opus.storage.claims import ClaimStore, Leadership
 from opus.storage.engine import DATABASE_UNAVAILABLE
@@ -188,6 +188,8 @@ class Scheduler:
 
     # -- dispatch -----------------------------------------------------------------------
     def dispatch(self) -> None:
+        if hold_for_space(self.settings):  # a full data dir: QUEUED jobs wait for space
+            return
         free = self.manager.max_active - self.store.count_submitted()
         if free <= 0:
             return

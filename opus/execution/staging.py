@@ -15,16 +15,22 @@ withdrawn it since the job was created.
 
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 from opus.activities.model import ActivityDescription
 from opus.auth import Viewer
 from opus.config import Settings
+from opus.diskspace import disk_full, space_problem
 from opus.storage.provenance import ProvenanceStore
 from opus.uws import inputs
 from opus.uws.models import Job
+
+
+log = logging.getLogger("opus.scheduler")
 
 
 class StagingError(RuntimeError):
@@ -32,10 +38,35 @@ class StagingError(RuntimeError):
 
 
 def _copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() or target.is_symlink():
-        target.unlink()
-    shutil.copyfile(source, target)  # a new inode: the activity's own bytes
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        shutil.copyfile(source, target)  # a new inode: the activity's own bytes
+    except OSError as error:
+        if disk_full(error):  # the job ends in ERROR saying so, not "exited with status 1"
+            raise StagingError(f"no space left on device writing {target}") from error
+        raise
+
+
+def hold_for_space(settings: Settings) -> bool:
+    """Whether the scheduler should hold QUEUED jobs: the data dir has less than
+    ``min_free_space`` (or cannot be written). Nothing has run yet, so they wait safely and
+    are dispatched when space returns; logged once when the hold starts and once when it
+    ends."""
+    problem = space_problem(settings.jobs_dir, settings.min_free_space)
+    if (problem is not None) != _held.is_set():
+        if problem is not None:
+            _held.set()
+            log.error("QUEUED jobs held: %s", problem)
+        else:
+            _held.clear()
+            log.warning("space is back in %s: dispatching QUEUED jobs again",
+                        settings.jobs_dir)
+    return problem is not None
+
+
+_held = threading.Event()
 
 
 def stage_inputs(settings: Settings, provenance: ProvenanceStore,

@@ -21,10 +21,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
-#: What a database that cannot be reached (down, restarting, connection lost) raises:
-#: answered 503 with Retry-After by the web layer, never 500.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError,
-                                                     sa.exc.InterfaceError)
+#: What a database that cannot be reached raises (answered 503): opus.storage.health.
+from opus.storage.health import DATABASE_UNAVAILABLE as DATABASE_UNAVAILABLE
+from opus.storage.health import health_of
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -57,10 +56,16 @@ def make_engine(url: str) -> sa.Engine:
             else:
                 connection.exec_driver_sql("BEGIN")
 
+        health_of(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    # connect_timeout: a server that does not answer (a host gone, a partition) is an
+    # outage within seconds, not after the system's TCP timeout of minutes
+    engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True,
+                              connect_args={"connect_timeout": 5})
+    health_of(engine)  # one log line per outage (opus.storage.health)
+    return engine
 
 
 class _SqliteWriteLock:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from opus.storage.health import health_of
+
 log = logging.getLogger("opus.events")
 
 CHANNEL = "opus_job"
@@ -74,21 +76,28 @@ class PostgresTransport(Transport):
         import psycopg
 
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        health = health_of(self.engine)
+        lost = False
         while not self._closed.is_set():
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     ready.set()
+                    if lost:  # changes made while nobody listened: wake everybody
+                        lost = False
+                        health.recovered()
+                        deliver("*", "UNKNOWN")
                     while not self._closed.is_set():
                         for notify in conn.notifies(timeout=5.0):
                             job_id, _, phase = notify.payload.partition(" ")
                             deliver(job_id, phase)
-            except Exception:  # the database went away: reconnect, waiters time out
+            except Exception as error:  # the database went away: reconnect, waiters time out
                 if self._closed.is_set():
                     break
-                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
-                # Something may have changed while we were not listening: wake everybody.
-                deliver("*", "UNKNOWN")
+                health.failed(error)  # logged once per outage
+                if not lost:
+                    lost = True
+                    deliver("*", "UNKNOWN")
                 time.sleep(1.0)
 
     def close(self) -> None:

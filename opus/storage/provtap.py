@@ -31,7 +31,8 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from opus.errors import ParameterError, ServiceUnavailableError
+from opus.errors import ParameterError
+from opus.storage.health import health_of
 
 #: PostgreSQL type name -> VOTable datatype of a result column (others: char).
 VOTABLE_TYPES = {
@@ -97,7 +98,11 @@ class ProvTapStore:
     def run(self, sql: str, viewer: Viewer, limit: int, timeout: float) -> QueryResult:
         """Rows of the checked query ``sql`` as ``viewer`` sees them: at most ``limit``
         (``overflow`` if there were more), within ``timeout`` seconds per statement."""
-        raw = self.engine.raw_connection()
+        try:
+            raw = self.engine.raw_connection()  # the driver's own error, not wrapped
+        except psycopg.OperationalError as error:
+            health_of(self.engine).failed(error)  # logged once per outage
+            raise sa.exc.OperationalError("connect", None, error) from None
         try:
             connection = raw.driver_connection
             assert isinstance(connection, psycopg.Connection)
@@ -111,9 +116,9 @@ class ProvTapStore:
         except (psycopg.ProgrammingError, psycopg.DataError, psycopg.NotSupportedError
                 ) as error:  # SQLSTATE classes 42, 22, 0A...: the query's own fault
             raise ParameterError("QUERY", _message(error)) from None
-        except psycopg.OperationalError as error:
-            raise ServiceUnavailableError(f"the database is not available: {error}",
-                                          retry_after=5) from None
+        except psycopg.OperationalError as error:  # 503, as any database outage
+            health_of(self.engine).failed(error)
+            raise sa.exc.OperationalError("ProvTAP query", None, error) from None
         finally:
             raw.close()
 

@@ -30,7 +30,8 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from opus.activities.model import ActivityDescription, EntityDescription
-from opus.errors import ParameterError, PayloadTooLargeError
+from opus.diskspace import disk_full
+from opus.errors import InsufficientStorageError, ParameterError, PayloadTooLargeError
 
 UPLOAD_PREFIX = "param:"
 ENTITY_PREFIX = "opus:"
@@ -151,13 +152,20 @@ def save_upload(job_dir: Path, name: str, stream: BinaryIO, limit: int) -> int:
     job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     target.parent.mkdir(exist_ok=True, mode=0o700)
     size = 0
-    with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            size += len(block)
-            if size > limit:
-                out.close()
-                shutil.rmtree(job_dir, ignore_errors=True)
-                raise PayloadTooLargeError(f"{name}: the upload exceeds the limit of "
-                                           f"{limit} bytes")
-            out.write(block)
+    try:
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                size += len(block)
+                if size > limit:
+                    out.close()
+                    shutil.rmtree(job_dir, ignore_errors=True)
+                    raise PayloadTooLargeError(f"{name}: the upload exceeds the limit of "
+                                               f"{limit} bytes")
+                out.write(block)
+    except OSError as error:
+        shutil.rmtree(job_dir, ignore_errors=True)  # nothing kept of a refused job
+        if disk_full(error):
+            raise InsufficientStorageError(f"no space left on device writing the upload "
+                                           f"{name} ({size} bytes read)", 60) from error
+        raise
     return size

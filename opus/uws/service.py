@@ -24,9 +24,11 @@ from opus.activities.validation import validate_parameters
 from opus.auth import AccessPolicy, Identity
 from opus.config import Settings
 from opus.errors import NotFoundError, ParameterError, PayloadTooLargeError, PhaseError
+from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.storage.jobs import JobStore
 from opus.uws import inputs, params
 from opus.uws.limits import Limits, client_key
+from opus.uws.space import JobSpace
 from opus.uws.models import (
     ABORTABLE_PHASES,
     ACTIVE_PHASES,
@@ -65,6 +67,7 @@ class JobService:
         self.entities = entities
         self.policy = policy or AccessPolicy()
         self.limits = Limits(settings, store, registry)
+        self.space = JobSpace(settings)  # 507 on a full disk, deletions still possible
 
     # -- reading -----------------------------------------------------------------------
     def activity(self, name: str) -> ActivityDescription:
@@ -139,17 +142,23 @@ class JobService:
                 return job
             if expected_phase is not None and job.phase != expected_phase:
                 return job
-            while changed.wait(max(0.0, deadline - time.monotonic())):
-                changed.clear()  # before reading: a later change sets it again
-                current = self.get(identity, activity, job_id)
-                if current != job:
-                    return current
-        return self.get(identity, activity, job_id)
+            try:  # the database lost meanwhile: the last known document, not an error
+                while changed.wait(max(0.0, deadline - time.monotonic())):
+                    changed.clear()  # before reading: a later change sets it again
+                    current = self.get(identity, activity, job_id)
+                    if current != job:
+                        return current
+                return self.get(identity, activity, job_id)
+            except DATABASE_UNAVAILABLE:
+                return job
 
     def quote(self, job: Job) -> dt.datetime | None:
         """When the job is expected to complete (UWS 1.1 section 2.1.6): its real place in
         the fair queue (:meth:`opus.uws.limits.Limits.quote`)."""
-        return self.limits.quote(job)
+        try:
+            return self.limits.quote(job)
+        except DATABASE_UNAVAILABLE:  # a quote may be unknown (section 2.1.6)
+            return None
 
     # -- creation and changes ----------------------------------------------------------
     def create(self, identity: Identity, activity_name: str,
@@ -185,6 +194,7 @@ class JobService:
         execution_duration = self._execution_duration(activity, control.get("executionduration"))
         destruction = self._destruction(now, control.get("destruction"))
         run_id = params.run_id(control)
+        self.space.check()
         job_id = uuid.uuid4().hex
         job_dir = job_directory(self.settings, job_id)
         room = self.limits.upload_room(identity) if upload_names else None
@@ -372,7 +382,7 @@ class JobService:
         and removes the files."""
         job = self.get(identity, activity, job_id, with_results=False)
         self.policy.check_modify(identity, job)
-        if not self.store.delete(job_id):
+        if not self.space.with_reserve("deletion", lambda: self.store.delete(job_id)):
             raise NotFoundError(f"no job {params.shown(job_id)} in {activity}")
 
     def result_file(self, identity: Identity, activity: str, job_id: str,

@@ -14,7 +14,9 @@ the handler it turns
   429 with ``Retry-After``),
 - an :class:`opus.errors.ServiceUnavailableError`, or a database that cannot be reached
   (:data:`opus.storage.engine.DATABASE_UNAVAILABLE`), into 503 with
-  ``Retry-After``, logged once with its cause,
+  ``Retry-After`` (the outage logged once, by :mod:`opus.storage.health`, not per request),
+- no space left on the device (an :class:`opus.errors.InsufficientStorageError`, ENOSPC,
+  SQLite's "database or disk is full") into 507 with ``Retry-After``,
 - bottle's own refusals while it parses a body (a broken multipart body, an url-encoded
   form beyond ``MEMFILE_MAX``) into 400 / 413,
 
@@ -38,6 +40,7 @@ import bottle
 from bottle import HTTPResponse, request
 
 from opus.auth import Authenticator, Identity
+from opus.diskspace import disk_full
 from opus.datalink.votable import VOTABLE_MEDIA_TYPE, error_document
 from opus.errors import (ClientError, PayloadTooLargeError, ServiceUnavailableError,
                          TooManyRequestsError)
@@ -60,6 +63,8 @@ log = logging.getLogger("opus.http")
 
 #: Seconds a client is asked to wait after a 503 for a database that cannot be reached.
 DATABASE_RETRY_AFTER = 5
+#: Seconds a client is asked to wait after a 507 (no space left where jobs are kept).
+STORAGE_RETRY_AFTER = 60
 
 Renderer = Callable[[str, int], HTTPResponse]
 #: The identity of a request, given whether it comes straight from a trusted proxy.
@@ -174,13 +179,19 @@ class ErrorPlugin:
                     _retry_later(response, error.retry_after)
                 return response
             except ServiceUnavailableError as fault:
-                log.error("%s %s: 503, %s", request.method, request.path, fault.message)
-                return _retry_later(render(fault.message, 503), fault.retry_after)
+                log.error("%s %s: %d, %s", request.method, request.path, fault.status,
+                          fault.message)
+                return _retry_later(render(fault.message, fault.status), fault.retry_after)
             except DATABASE_UNAVAILABLE as error:
-                log.error("%s %s: 503, the database cannot be reached: %s",
-                          request.method, request.path, error)
+                if disk_full(error):  # SQLite's file on a full disk
+                    return _no_space(render, "the database")
+                # logged once per outage, not per request (opus.storage.health)
                 return _retry_later(render("the database is not available; retry later",
                                            503), DATABASE_RETRY_AFTER)
+            except OSError as error:
+                if not disk_full(error):
+                    raise
+                return _no_space(render, error.filename or "the data dir")
             except bottle.HTTPError as error:
                 # bottle's own refusals while parsing the body (within max_body, checked
                 # first: what is left of it is read, so the client sees the answer).
@@ -204,6 +215,13 @@ def _named(result: Any, identity: Identity | None) -> Any:
         target = result if isinstance(result, HTTPResponse) else bottle.response
         target.set_header("x-vo-authenticated", identity.owner_id)
     return result
+
+
+def _no_space(render: Renderer, where: object) -> HTTPResponse:
+    """507 for a write that found no space left on the device (RFC 4918 section 11.5)."""
+    message = f"no space left on device writing {where}; retry later"
+    log.error("%s %s: 507, %s", request.method, request.path, message)
+    return _retry_later(render(message, 507), STORAGE_RETRY_AFTER)
 
 
 def _retry_later(response: HTTPResponse, seconds: int) -> HTTPResponse:

@@ -413,5 +413,6 @@ def install(app: bottle.Bottle, service: JobService, reports: RunnerReports) -> 
             raise ClientError(f"report is not JSON: {error}") from None
         if not isinstance(report, dict):
             raise ClientError("report must be a JSON object")
-        changed = reports.apply(job_id, report)
+        # the end of a job on a full disk: written with the space reserve if need be
+        changed = service.space.with_reserve("report", lambda: reports.apply(job_id, report))
         return HTTPResponse(status=204 if changed else 409)

@@ -195,7 +195,7 @@ def start_hello(work: Path, workers: int, threads: int) -> Server:
 
 
 def start_opus(backend: str, data_dir: Path, database_url: str, workers: int,
-               threads: int) -> Server:
+               threads: int, **settings: str) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPUS_")}
     env.update({
@@ -204,6 +204,7 @@ def start_opus(backend: str, data_dir: Path, database_url: str, workers: int,
         "OPUS_WORKERS": str(workers),
         "OPUS_THREADS": str(threads),
         "OPUS_LOG_LEVEL": "WARNING",
+        **{f"OPUS_{key.upper()}": value for key, value in settings.items()},
     })
     server = start_process(
         f"opus-{backend}", [PYTHON, "-m", "opus.cli", "serve", "--port", str(port)], env,

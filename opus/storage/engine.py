@@ -116,10 +116,17 @@ def write_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[None]:
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One write transaction: SQLite writers queue on the file lock, then BEGIN IMMEDIATE
     (see :func:`make_engine`); on PostgreSQL a plain transaction."""
-    with write_lock(engine), engine.connect() as connection:
-        connection.execution_options(write=True)
+    writer = _writers.get(engine)
+    if writer is None:
+        # Made once: setting the option on every connection cost 4 % of a creation (py-spy
+        # of a gevent worker, issue 15).
+        writer = _writers.setdefault(engine, engine.execution_options(write=True))
+    with write_lock(engine), writer.connect() as connection:
         with connection.begin():
             yield connection
+
+
+_writers: "weakref.WeakKeyDictionary[sa.Engine, sa.Engine]" = weakref.WeakKeyDictionary()
 
 
 def alembic_config(engine: sa.Engine) -> Config:

@@ -343,6 +343,12 @@ class Bench:
             body += "&PHASE=RUN"
         status, response, data = (client or self.client).request(
             "POST", f"/rest/{activity}", body=body, headers=FORM)
+        if status == 503:  # e.g. the first use of a connection a database restart killed
+            log(f"  {self.backend}: creation answered 503 ({data[:80]!r}); retrying once, "
+                f"as Retry-After asks")
+            time.sleep(min(5.0, float(response.getheader("Retry-After") or 1)))
+            status, response, data = (client or self.client).request(
+                "POST", f"/rest/{activity}", body=body, headers=FORM)
         if status != 303:
             raise RuntimeError(f"job creation: {status} {data[:300]!r}")
         return path_of(response.getheader("Location"))
@@ -397,8 +403,11 @@ class Bench:
         threads are released before the next round."""
         jobs = [self.create_job(text="w") for _ in range(count)]
         sockets = []
-        for job in jobs:
-            sock = socket.create_connection((self.client.host, self.client.port))
+        for i, job in enumerate(jobs):
+            # From 50 loopback addresses: 200 from one would pass the per-client connection
+            # cap (256 per worker) in a worker that gets more than its half.
+            sock = socket.create_connection((self.client.host, self.client.port),
+                                            source_address=(f"127.0.4.{i % 50 + 1}", 0))
             sock.sendall(f"GET {job}?WAIT=60 HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             sockets.append(sock)
         time.sleep(1.0)  # let every WAIT reach its server thread

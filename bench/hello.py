@@ -1,9 +1,10 @@
 """The baseline of bench/uws.py: a bottle "hello world" served exactly like OPUS.
 
-    .venv/bin/python bench/hello.py --port 8100 [--workers 2] [--threads 256]
+    .venv/bin/python bench/hello.py --port 8100 [--workers 2] [--worker-class gevent]
+                                    [--threads 256]
 
-It runs gunicorn in this process with the options ``opus serve`` uses (opus/cli.py,
-``_Gunicorn``: gthread workers, same threads, keep-alive, timeouts, no access log), so the
+It runs gunicorn in this process with the options ``opus serve`` uses (opus/serving.py,
+``gunicorn_options``: worker class, threads, keep-alive, timeouts, no access log), so the
 difference between the two servers is the OPUS application itself: parameter parsing,
 validation, the database transaction and the event announcement.
 
@@ -49,19 +50,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=256)
+    parser.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent")
+    parser.add_argument("--keepalive", type=int, default=75)
     args = parser.parse_args()
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            # Mirror of opus/cli.py _Gunicorn.load_config.
+            # Mirror of opus/serving.py gunicorn_options (without OPUS's connection caps).
             options = {
                 "bind": f"{args.host}:{args.port}",
                 "workers": args.workers,
-                "worker_class": "gthread",
-                "threads": args.threads,
+                "worker_class": args.worker_class,
+                "threads": 1 if args.worker_class == "gevent" else args.threads,
+                "worker_connections": 4096 + 64,
+                "backlog": 2048,
                 "timeout": 120,
                 "graceful_timeout": 5,
-                "keepalive": 5,
+                "keepalive": args.keepalive,
                 "accesslog": None,
                 "loglevel": "info",
                 "control_socket_disable": True,

@@ -184,18 +184,33 @@ def start_process(name: str, command: list[str], env: dict[str, str], log_path: 
     return Server(name, url, process, log_path, env)
 
 
-def start_hello(work: Path, workers: int, threads: int) -> Server:
+def start_hello(work: Path, workers: int, threads: int, worker_class: str) -> Server:
     port = free_port()
     server = start_process(
         "hello", [PYTHON, str(ROOT / "bench" / "hello.py"), "--port", str(port),
-                  "--workers", str(workers), "--threads", str(threads)],
+                  "--workers", str(workers), "--threads", str(threads),
+                  "--worker-class", worker_class],
         dict(os.environ), work / "hello.log", f"http://127.0.0.1:{port}")
     server.wait_ready("/hello")
     return server
 
 
+def start_ceiling(work: Path, backend: str, database_url: str, workers: int, threads: int,
+                  worker_class: str) -> Server:
+    """bench/ceiling.py on ``database_url`` (its own table), or its own SQLite file."""
+    port = free_port()
+    url = database_url or f"sqlite:///{work / f'ceiling-{backend}.sqlite'}"
+    server = start_process(
+        f"ceiling-{backend}", [PYTHON, str(ROOT / "bench" / "ceiling.py"), "--port",
+                               str(port), "--database-url", url, "--workers", str(workers),
+                               "--threads", str(threads), "--worker-class", worker_class],
+        dict(os.environ), work / f"ceiling-{backend}.log", f"http://127.0.0.1:{port}")
+    server.wait_ready("/hello")
+    return server
+
+
 def start_opus(backend: str, data_dir: Path, database_url: str, workers: int,
-               threads: int) -> Server:
+               threads: int, **settings: str) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPUS_")}
     env.update({
@@ -204,9 +219,10 @@ def start_opus(backend: str, data_dir: Path, database_url: str, workers: int,
         "OPUS_WORKERS": str(workers),
         "OPUS_THREADS": str(threads),
         "OPUS_LOG_LEVEL": "WARNING",
-        # Row 1b's 200 waiters all come from this one address: it measures the WAIT
-        # machinery, not the per-client limit (README, Limits), so lift that.
+        # Row 1b measures the WAIT machinery, not the per-client limit (README, Limits):
+        # lift that (its waiters come from 50 addresses, below the connection cap).
         "OPUS_WAIT_PER_CLIENT": "100000",
+        **{f"OPUS_{key.upper()}": value for key, value in settings.items()},
     })
     server = start_process(
         f"opus-{backend}", [PYTHON, "-m", "opus.cli", "serve", "--port", str(port)], env,
@@ -252,8 +268,13 @@ def wrk(url: str, script: Path, seconds: float, connections: int,
     raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
-def write_lua(path: Path, method: str, body: str, expect: int) -> Path:
-    path.write_text(WRK_LUA % {"method": method, "body": body, "expect": expect})
+def write_lua(path: Path, method: str, body: str, expect: int, close: bool = False) -> Path:
+    """wrk's script; ``close``: a new connection per request (the server closes each one
+    after its answer, wrk reconnects), as curl loops and scripts without a session do."""
+    script = WRK_LUA % {"method": method, "body": body, "expect": expect}
+    if close:
+        script = 'wrk.headers["Connection"] = "close"\n' + script
+    path.write_text(script)
     return path
 
 
@@ -291,10 +312,11 @@ class Plan:
 
 class Bench:
     def __init__(self, backend: str, opus: Server, hello: Server, plan: Plan, work: Path,
-                 database_url: str) -> None:
+                 database_url: str, ceiling: Server) -> None:
         self.backend = backend
         self.opus = opus
         self.hello = hello
+        self.ceiling = ceiling
         self.plan = plan
         self.work = work
         self.database_url = database_url
@@ -324,36 +346,55 @@ class Bench:
             body += "&PHASE=RUN"
         status, response, data = (client or self.client).request(
             "POST", f"/rest/{activity}", body=body, headers=FORM)
+        if status == 503:  # e.g. the first use of a connection a database restart killed
+            log(f"  {self.backend}: creation answered 503 ({data[:80]!r}); retrying once, "
+                f"as Retry-After asks")
+            time.sleep(min(5.0, float(response.getheader("Retry-After") or 1)))
+            status, response, data = (client or self.client).request(
+                "POST", f"/rest/{activity}", body=body, headers=FORM)
         if status != 303:
             raise RuntimeError(f"job creation: {status} {data[:300]!r}")
         return path_of(response.getheader("Location"))
 
     # 1. creations/s ------------------------------------------------------------------------
     def creations(self) -> None:
+        """Creations/s of hello, the bare-stack ceiling and OPUS, with keep-alive clients
+        and with a new connection per request (``Connection: close``), alternating."""
         plan = self.plan
         post = write_lua(self.work / "post.lua", "POST", "text=x", 303)
-        hello_rates, opus_rates, waited_rates, details = [], [], [], []
+        scripts = {"keepalive": post,
+                   "close": write_lua(self.work / "post-close.lua", "POST", "text=x", 303,
+                                      close=True)}
+        rates: dict[str, list[float]] = {}
+        waited_rates, details = [], []
         for round_no in range(plan.rounds):
-            for name, server, sink in (("hello", self.hello, hello_rates),
-                                       ("opus", self.opus, opus_rates)):
-                url = f"{server.url}/rest/echo"
-                wrk(url, post, 1, plan.clients, plan.wrk_threads)  # warm-up
-                figures = wrk(url, post, plan.seconds, plan.clients, plan.wrk_threads)
-                sink.append(figures["rate"])
-                details.append({"server": name, "round": round_no, **figures})
-                log(f"  {self.backend} round {round_no}: {name} {figures['rate']:.0f}/s "
-                    f"(non-303: {figures['other']}, socket errors: {figures['errors']})")
+            for mode, script in scripts.items():
+                for name, server in (("hello", self.hello), ("ceiling", self.ceiling),
+                                     ("opus", self.opus)):
+                    url = f"{server.url}/rest/echo"
+                    wrk(url, script, 1, plan.clients, plan.wrk_threads)  # warm-up
+                    figures = wrk(url, script, plan.seconds, plan.clients, plan.wrk_threads)
+                    rates.setdefault(f"{name} {mode}", []).append(figures["rate"])
+                    details.append({"server": name, "mode": mode, "round": round_no,
+                                    **figures})
+                    log(f"  {self.backend} round {round_no} {mode}: {name} "
+                        f"{figures['rate']:.0f}/s (non-303: {figures['other']}, socket "
+                        f"errors: {figures['errors']})")
             figures, blocked = self.creations_with_waiters(post, 200)
             waited_rates.append(figures["rate"])
             details.append({"server": "opus+200 waiters", "round": round_no, **figures,
                             "waiters_blocked_throughout": blocked})
             log(f"  {self.backend} round {round_no}: opus with 200 waiters "
                 f"{figures['rate']:.0f}/s (waiters still blocked after the run: {blocked}/200)")
-        hello_rate, opus_rate = statistics.median(hello_rates), statistics.median(opus_rates)
+        median = {key: statistics.median(values) for key, values in rates.items()}
+        opus_rate = median["opus keepalive"]
         self.results["creations"] = {
             "clients": plan.clients, "seconds_per_run": plan.seconds, "rounds": plan.rounds,
-            "hello_per_s": hello_rate, "opus_per_s": opus_rate,
-            "ratio_to_hello": opus_rate / hello_rate,
+            "hello_per_s": median["hello keepalive"], "opus_per_s": opus_rate,
+            "ratio_to_hello": opus_rate / median["hello keepalive"],
+            "medians": median,
+            **{f"ratio_to_{base}_{mode}": median[f"opus {mode}"] / median[f"{base} {mode}"]
+               for base in ("hello", "ceiling") for mode in scripts},
             "with_200_waiters_per_s": statistics.median(waited_rates),
             "ratio_with_waiters": statistics.median(waited_rates) / opus_rate,
             "runs": details,
@@ -365,8 +406,11 @@ class Bench:
         threads are released before the next round."""
         jobs = [self.create_job(text="w") for _ in range(count)]
         sockets = []
-        for job in jobs:
-            sock = socket.create_connection((self.client.host, self.client.port))
+        for i, job in enumerate(jobs):
+            # From 50 loopback addresses: 200 from one would pass the per-client connection
+            # cap (256 per worker) in a worker that gets more than its half.
+            sock = socket.create_connection((self.client.host, self.client.port),
+                                            source_address=(f"127.0.4.{i % 50 + 1}", 0))
             sock.sendall(f"GET {job}?WAIT=60 HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             sockets.append(sock)
         time.sleep(1.0)  # let every WAIT reach its server thread
@@ -702,6 +746,13 @@ def table(all_results: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
         row(b, "1b. creations/s with 200 blocked WAITs", f"{c['with_200_waiters_per_s']:.0f}/s",
             f"w/o {c['opus_per_s']:.0f}/s", c["ratio_with_waiters"], ">= 0.8 x without",
             c["ratio_with_waiters"] >= 0.8)
+        m = c["medians"]
+        for mode, label in (("keepalive", "keep-alive"), ("close", "new connection each")):
+            row(b, f"1x. creations/s, {label}: OPUS / ceiling", f"{m[f'opus {mode}']:.0f}/s",
+                f"ceiling {m[f'ceiling {mode}']:.0f}/s", c[f"ratio_to_ceiling_{mode}"],
+                ">= 0.67 x ceiling", c[f"ratio_to_ceiling_{mode}"] >= 0.67)
+            row(b, f"1x. creations/s, {label}: OPUS / hello", f"{m[f'opus {mode}']:.0f}/s",
+                f"hello {m[f'hello {mode}']:.0f}/s", c[f"ratio_to_hello_{mode}"], "", None)
         burst = [run for run in c["runs"] if run["server"] == "opus+200 waiters"]
         woken = min(run["burst_woken_within_10s"] for run in burst)
         times = [run["burst_all_woken_s"] for run in burst if run["burst_all_woken_s"]]
@@ -758,21 +809,25 @@ def drop_pg_database(name: str) -> None:
 
 
 def run_backend(backend: str, hello: Server, plan: Plan, work: Path, workers: int,
-                threads: int) -> dict[str, Any]:
+                threads: int, worker_class: str) -> dict[str, Any]:
     data_dir = work / f"opus-{backend}"
     data_dir.mkdir()
     database_name = None
     database_url = ""
-    server = bench = None
+    server = bench = ceiling = None
     try:
         if backend == "postgresql":
             database_name, database_url = create_pg_database()
             log(f"postgresql: created database {database_name}")
-        server = start_opus(backend, data_dir, database_url, workers, threads)
+        server = start_opus(backend, data_dir, database_url, workers, threads,
+                            worker_class=worker_class)
         log(f"{backend}: opus serve on {server.url} (pid {server.process.pid})")
-        bench = Bench(backend, server, hello, plan, work, database_url)
+        ceiling = start_ceiling(work, backend, database_url, workers, threads, worker_class)
+        bench = Bench(backend, server, hello, plan, work, database_url, ceiling)
         return bench.run()
     finally:
+        if ceiling is not None:
+            ceiling.stop()
         if bench is not None:
             bench.close()
         if server is not None:
@@ -793,6 +848,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=int(os.environ.get("OPUS_THREADS", "256")),
                         help="gunicorn threads per worker, for OPUS and hello (default: "
                              "OPUS_THREADS or 256, the OPUS default)")
+    parser.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent",
+                        help="gunicorn worker class of OPUS, hello and the ceiling "
+                             "(default: gevent, the OPUS default)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench/uws.py needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
@@ -809,10 +867,11 @@ def main(argv: list[str] | None = None) -> int:
     hello = None
     started = time.time()
     try:
-        hello = start_hello(work, args.workers, args.threads)
+        hello = start_hello(work, args.workers, args.threads, args.worker_class)
         log(f"hello baseline on {hello.url} (pid {hello.process.pid})")
         for backend in backends:
-            results.append(run_backend(backend, hello, plan, work, args.workers, args.threads))
+            results.append(run_backend(backend, hello, plan, work, args.workers, args.threads,
+                                       args.worker_class))
     finally:
         if hello is not None:
             hello.stop()
@@ -820,7 +879,8 @@ def main(argv: list[str] | None = None) -> int:
     text, verdicts = table(results)
     print()
     print(f"OPUS UWS benchmark ({'quick' if args.quick else 'full'}): {args.workers} gunicorn "
-          f"gthread workers x {args.threads} threads + scheduler; hello baseline served the "
+          f"{args.worker_class} workers (gthread: x {args.threads} threads) + scheduler; "
+          f"hello and ceiling served the "
           f"same way; {os.cpu_count()} cores, 1-min load average at the end "
           f"{os.getloadavg()[0]:.2f}; {time.time() - started:.0f} s")
     print(text)

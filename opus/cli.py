@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opus.config import Settings, SettingsError, load_settings
 
@@ -83,49 +83,6 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-class _Gunicorn:
-    """gunicorn run in this process with OPUS's settings (gthread: a WAIT holds a thread,
-    not a worker process; DESIGN.md principle 6)."""
-
-    def __init__(self, settings: Settings) -> None:
-        from gunicorn.app.base import BaseApplication
-
-        class Application(BaseApplication):  # type: ignore[misc]
-            def load_config(self) -> None:
-                options = {
-                    "bind": f"{settings.host}:{settings.port}",
-                    "workers": settings.workers,
-                    "worker_class": "gthread",
-                    "threads": settings.threads,
-                    "timeout": 120,
-                    "graceful_timeout": 5,
-                    # Idle keep-alive connections are closed after this long. A client that
-                    # reuses one just as the server closes it sees the connection reset
-                    # (seen in CI with a 5 s idle); a long idle time makes that rare.
-                    "keepalive": settings.keepalive,
-                    "accesslog": None,
-                    "loglevel": settings.log_level.lower(),
-                    # One control socket per user by default: two servers side by side
-                    # would fight over it.
-                    "control_socket_disable": True,
-                    # gunicorn would set wsgi.url_scheme from X-Forwarded-Proto of any
-                    # local peer; OPUS decides what proxies say (opus/web/proxies.py).
-                    "secure_scheme_headers": {},
-                }
-                for key, value in options.items():
-                    self.cfg.set(key, value)
-
-            def load(self) -> Any:
-                from opus.app import create_app
-
-                return create_app(settings)
-
-        self.application = Application()
-
-    def run(self) -> None:
-        self.application.run()
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from opus.storage.engine import make_engine, upgrade
 
@@ -154,7 +111,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     log.info("OPUS serving on http://%s:%s (data in %s)", settings.host, settings.port,
              settings.data_dir)
     try:
-        _Gunicorn(settings).run()
+        from opus.serving import serve
+
+        serve(settings)
     finally:
         if scheduler is not None:
             scheduler.terminate()

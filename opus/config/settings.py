@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1)
     """gunicorn worker processes."""
     threads: int = Field(default=256, ge=1)
-    """Threads per gunicorn worker (a WAIT holds a thread)."""
+    """Threads per gunicorn worker with ``worker_class: gthread`` (a WAIT holds one)."""
     keepalive: int = Field(default=75, ge=0)
     """Seconds an idle keep-alive connection is kept open (gunicorn ``keepalive``)."""
     host: str = "127.0.0.1"
@@ -257,6 +257,17 @@ class Settings(BaseSettings):
     quota_bytes: int = Field(default=10 * 1024**3, ge=0)
     """Disk space (bytes) of one owner's uploads and results together; an upload past it
     is answered 413, a job whose results would pass it ends in ERROR. 0: no quota."""
+
+    # Serving (opus/serving.py): what a connection and a held WAIT cost
+    worker_class: Literal["gevent", "gthread"] = "gevent"
+    """gunicorn worker class: ``gevent`` (a WAIT or an idle connection costs a socket and a
+    greenlet; psycopg made cooperative) or ``gthread`` (each costs one of ``threads``)."""
+    connections_per_client: int = Field(default=256, ge=1)
+    """Connections one client address may hold open in one worker process; more are
+    answered 503 with Retry-After (behind a proxy, the proxy is the client)."""
+    connections_max: int = Field(default=4096, ge=1)
+    """Connections one worker process holds open in all; more are answered 503 with
+    Retry-After rather than left waiting in the listen queue."""
 
     @classmethod
     def settings_customise_sources(

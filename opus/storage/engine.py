@@ -61,8 +61,12 @@ def make_engine(url: str) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     # connect_timeout: a server that does not answer (a host gone, a partition) is an
-    # outage within seconds, not after the system's TCP timeout of minutes
-    engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True,
+    # outage within seconds, not after the system's TCP timeout of minutes.
+    # No pool_pre_ping: it is one more round trip for every checkout (29 % of a creation's
+    # time in a gevent worker, py-spy; issue 15). A connection found dead raises
+    # DATABASE_UNAVAILABLE once (503 with Retry-After) and SQLAlchemy then drops every
+    # pooled connection older than it, so a database restart costs each worker one answer.
+    engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_recycle=3600,
                               connect_args={"connect_timeout": 5})
     health_of(engine)  # one log line per outage (opus.storage.health)
     return engine
@@ -117,10 +121,17 @@ def write_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[None]:
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One write transaction: SQLite writers queue on the file lock, then BEGIN IMMEDIATE
     (see :func:`make_engine`); on PostgreSQL a plain transaction."""
-    with write_lock(engine), engine.connect() as connection:
-        connection.execution_options(write=True)
+    writer = _writers.get(engine)
+    if writer is None:
+        # Made once: setting the option on every connection cost 4 % of a creation (py-spy
+        # of a gevent worker, issue 15).
+        writer = _writers.setdefault(engine, engine.execution_options(write=True))
+    with write_lock(engine), writer.connect() as connection:
         with connection.begin():
             yield connection
+
+
+_writers: "weakref.WeakKeyDictionary[sa.Engine, sa.Engine]" = weakref.WeakKeyDictionary()
 
 
 def alembic_config(engine: sa.Engine) -> Config:

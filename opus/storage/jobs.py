@@ -110,6 +110,13 @@ class JobStore:
         # Nobody can be waiting on a job that did not exist: only a QUEUED job is worth
         # announcing (it wakes the scheduler).
         messages: list[Message] = [] if job.phase == Phase.PENDING else [(job.job_id, job.phase)]
+        if not messages and self.engine.dialect.name == "postgresql":
+            # One statement is its own transaction: in autocommit the INSERT is one round
+            # trip (not BEGIN, INSERT, COMMIT), durable when it returns (issue 15).
+            with self.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                connection.execute(_INSERT_JOB, values)
+            return
         with self._write(messages) as connection:
             # One statement object for every insert: building .values(**row) anew costs
             # more than the INSERT itself (bench/uws.py, profile of JobService.create).

@@ -20,8 +20,10 @@ from opus.storage.engine import make_engine
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
 from opus.storage.provtap import ProvTapStore
+from opus.storage.tap_jobs import TapJobStore
 from opus.storage.users import UserStore
 from opus.storage.events import JobEvents, make_events
+from opus.tap.async_jobs import TapAsync
 from opus.tap.service import ProvTap
 from opus.uws.reports import RunnerReports
 from opus.uws.service import JobService
@@ -45,6 +47,7 @@ class Services:
     reports: RunnerReports
     authenticate: Authenticator
     provtap: ProvTap
+    tap_async: TapAsync
 
 
 def build_services(settings: Settings) -> Services:
@@ -61,11 +64,13 @@ def build_services(settings: Settings) -> Services:
     users = UserStore(engine)
     policy = AccessPolicy()
     jobs = JobService(settings, store, registry, provenance, policy)
+    provtap = ProvTap(settings, ProvTapStore(engine))
     return Services(settings=settings, store=store, events=events, registry=registry,
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
                     authenticate=authenticator(settings, users),
-                    provtap=ProvTap(settings, ProvTapStore(engine)))
+                    provtap=provtap, tap_async=TapAsync(settings, provtap, provtap.store,
+                                                        TapJobStore(engine), policy))
 
 
 def authenticator(settings: Settings, users: UserStore) -> Authenticator:

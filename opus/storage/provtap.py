@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ VOTABLE_TYPES = {
 TIMESTAMPS = {"timestamp", "timestamptz"}
 
 _cursors = itertools.count()
+
+
+class QueryAborted(Exception):
+    """The query of an aborted async job was cancelled (or never started)."""
 
 
 @dataclass(frozen=True)
@@ -94,18 +98,36 @@ class ProvTapStore:
         """Whether the database can serve ProvTAP (PostgreSQL)."""
         return self.engine.dialect.name == "postgresql"
 
-    def run(self, sql: str, viewer: Viewer, limit: int, timeout: float) -> QueryResult:
+    def run(self, sql: str, viewer: Viewer, limit: int, timeout: float,
+            started: Callable[[int], bool] | None = None) -> QueryResult:
         """Rows of the checked query ``sql`` as ``viewer`` sees them: at most ``limit``
-        (``overflow`` if there were more), within ``timeout`` seconds per statement."""
-        raw = self.engine.raw_connection()
-        try:
+        (``overflow`` if there were more), within ``timeout`` seconds per statement.
+
+        With ``started`` (async queries), the query runs on a connection of its own,
+        closed after it, and ``started(backend_pid)`` is called before the query: a
+        pooled connection would let an ABORT's ``pg_cancel_backend`` reach whatever
+        statement the pool lent that backend to next. ``started`` returning False (the
+        job was aborted meanwhile) raises :class:`QueryAborted` without running it."""
+        if started is None:
+            raw = self.engine.raw_connection()
+            close = raw.close
             connection = raw.driver_connection
+        else:
+            connection = psycopg.connect(self.engine.url.set(drivername="postgresql")
+                                         .render_as_string(hide_password=False))
+            close = connection.close
+        try:
             assert isinstance(connection, psycopg.Connection)
             try:
+                if started is not None and not started(connection.info.backend_pid):
+                    raise QueryAborted()
                 return self._run(connection, sql, viewer, limit, timeout)
             finally:
-                connection.rollback()
-        except psycopg.errors.QueryCanceled:
+                if not connection.closed:
+                    connection.rollback()
+        except psycopg.errors.QueryCanceled as error:
+            if "statement timeout" not in str(error):
+                raise QueryAborted() from None
             raise ParameterError("QUERY", f"the query took longer than the limit of "
                                           f"{timeout:g} s") from None
         except (psycopg.ProgrammingError, psycopg.DataError, psycopg.NotSupportedError
@@ -115,7 +137,7 @@ class ProvTapStore:
             raise ServiceUnavailableError(f"the database is not available: {error}",
                                           retry_after=5) from None
         finally:
-            raw.close()
+            close()
 
     def _run(self, connection: psycopg.Connection[Any], sql: str, viewer: Viewer, limit: int,
              timeout: float) -> QueryResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import psycopg
@@ -13,7 +14,7 @@ from lxml import etree
 from conftest import UWS_NS, Server
 from test_provtap import ON_POSTGRESQL, ON_SQLITE, rows_of, run_echo, status_of
 from test_users import as_user, opus_users
-from vochecks import assert_valid_votable
+from vochecks import assert_valid_votable, stilts
 
 #: A query that runs for minutes: a count over a product of the TAP_SCHEMA columns table.
 SLOW = ("SELECT COUNT(*) FROM tap_schema.columns AS c1, tap_schema.columns AS c2, "
@@ -98,18 +99,22 @@ def test_maxrec_overflow_and_uws_resources(server: Server, backend: str) -> None
     session = requests.Session()
     job_id = run_echo(server, session, "overflow async")
     url = create(session, server, f"SELECT id FROM provenance.entity WHERE job_id = "
-                                  f"'{job_id}'", MAXREC="2", RUNID="mine")
+                                  f"'{job_id}'", MAXREC="5", RUNID="first")
     document = job_document(session, url)
     assert phase_of(document) == "PENDING"
-    assert document.findtext("uws:runId", namespaces=UWS_NS) == "mine"
+    assert document.findtext("uws:runId", namespaces=UWS_NS) == "first"
     assert session.get(f"{url}/phase").text == "PENDING"
+    assert session.post(f"{url}/executionduration", data={"EXECUTIONDURATION": "20"},
+                        allow_redirects=False).status_code == 303
+    # Parameters of a PENDING job may change (UWS 1.1 section 2.2.3.1).
+    assert session.post(f"{url}/parameters", data={"MAXREC": "2", "RUNID": "mine"},
+                        allow_redirects=False).status_code == 303
+    assert session.get(f"{url}/executionduration").text == "20"
     parameters = etree.fromstring(session.get(f"{url}/parameters").content)
     assert {p.get("id"): p.text for p in parameters} == {
         "LANG": "ADQL", "MAXREC": "2",
         "QUERY": f"SELECT id FROM provenance.entity WHERE job_id = '{job_id}'"}
-    assert session.post(f"{url}/executionduration", data={"EXECUTIONDURATION": "20"},
-                        allow_redirects=False).status_code == 303
-    assert session.get(f"{url}/executionduration").text == "20"
+    assert job_document(session, url).findtext("uws:runId", namespaces=UWS_NS) == "mine"
     assert session.post(f"{url}/phase", data={"PHASE": "RUN"},
                         allow_redirects=False).status_code == 303
     done = wait_for(session, url, {"COMPLETED", "ERROR"})
@@ -133,13 +138,17 @@ def test_maxrec_overflow_and_uws_resources(server: Server, backend: str) -> None
 @ON_POSTGRESQL
 def test_errors(server: Server, backend: str) -> None:
     session = requests.Session()
-    # Parameters are checked at creation: 400 with the DALI error document.
-    for extra, name in (({"LANG": "SQL"}, "LANG"), ({"MAXREC": "-1"}, "MAXREC"),
-                        ({"PHASE": "ABORT"}, "PHASE")):
-        response = session.post(f"{server.url}/tap/async", data={
-            "LANG": "ADQL", "QUERY": "SELECT id FROM provenance.entity", **extra})
-        assert response.status_code == 400, extra
-        assert status_of(response.content)[0][1].startswith(f"{name}: ")
+    # UWS control parameters are checked at creation (400), TAP ones when the job runs.
+    response = session.post(f"{server.url}/tap/async", data={
+        "LANG": "ADQL", "QUERY": "SELECT id FROM provenance.entity", "PHASE": "ABORT"})
+    assert response.status_code == 400
+    assert status_of(response.content)[0][1].startswith("PHASE: ")
+    for extra, name in (({"LANG": "SQL"}, "LANG"), ({"MAXREC": "-1"}, "MAXREC")):
+        url = create(session, server, "SELECT id FROM provenance.entity", PHASE="RUN",
+                     **extra)
+        message = wait_for(session, url, {"ERROR"}).findtext(
+            "uws:errorSummary/uws:message", namespaces=UWS_NS)
+        assert str(message).startswith(f"{name}: "), message
     # The query itself when it runs: the job ends in ERROR, its error document at /error.
     url = create(session, server, "SELECT nothing FROM provenance.entity", PHASE="RUN")
     done = wait_for(session, url, {"COMPLETED", "ERROR"})
@@ -213,3 +222,17 @@ def test_a_running_query_is_aborted(server: Server, backend: str) -> None:
         time.sleep(0.1)
     assert phase_of(job_document(session, url)) == "ABORTED"
     assert session.post(f"{url}/phase", data={"PHASE": "ABORT"}).status_code == 403
+
+
+@ON_POSTGRESQL
+def test_taplint_async_and_uws_report_no_errors(server: Server, backend: str) -> None:
+    run_echo(server, requests.Session(), "taplint async")
+    done = subprocess.run([stilts(), "taplint", f"tapurl={server.url}/tap", "report=EWF",
+                           "stages=TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ"],
+                          capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert "Totals:" in output, output
+    errors = [line for line in output.splitlines() if line.startswith("E-")]
+    assert errors == [], "\n".join(errors)
+    print("\n".join(line for line in output.splitlines()
+                    if line.startswith(("W-", "F-", "Totals"))))

@@ -332,8 +332,9 @@ tap_jobs = sa.Table(
     sa.Column("owner_admin", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("run_id", sa.String(255), nullable=True),
     sa.Column("phase", sa.String(16), nullable=False),
-    sa.Column("query", sa.Text, nullable=False),
-    sa.Column("maxrec", sa.Integer, nullable=False),
+    # JSON list of the [name, value] pairs of the TAP parameters, as given: checked when
+    # the job runs (a bad one ends it in ERROR, TAP 1.1 section 2.2.2).
+    sa.Column("parameters", sa.Text, nullable=False),
     sa.Column("creation_time", sa.DateTime, nullable=False),
     sa.Column("start_time", sa.DateTime, nullable=True),
     sa.Column("end_time", sa.DateTime, nullable=True),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,7 @@ class TapJob:
     owner_admin: bool
     run_id: str | None
     phase: str
-    query: str
-    maxrec: int
+    parameters: str
     creation_time: dt.datetime
     start_time: dt.datetime | None
     end_time: dt.datetime | None
@@ -44,6 +44,12 @@ class TapJob:
     error_summary: str | None
     result_rows: int | None
     backend_pid: int | None
+
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The TAP parameters, (name, value) in the order given."""
+        return [(str(name), str(value)) for name, value in json.loads(self.parameters)]
 
 
 _COLUMNS = [tap_jobs.c[name] for name in TapJob.__dataclass_fields__]

@@ -19,6 +19,7 @@ destroyed (its thread is gone; no other process takes it over).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -101,37 +102,73 @@ class TapAsync:
     # -- changing ------------------------------------------------------------------------
 
     def create(self, identity: Identity, submitted: Sequence[tuple[str, str]]) -> str:
-        """A new PENDING job (QUEUED at once with ``PHASE=RUN``); its id."""
-        tap_parameters = [(k, v) for k, v in submitted if k.upper() not in CONTROL]
-        control: dict[str, str] = {}
-        for name, value in submitted:
-            if name.upper() in CONTROL:
-                control[name.upper()] = value
-        request = self.tap.parse(tap_parameters)
+        """A new PENDING job (QUEUED at once with ``PHASE=RUN``); its id. The TAP
+        parameters are checked when it runs (a bad one ends it in ERROR: TAP 1.1 section
+        2.2.2, and what taplint expects); the UWS control ones here."""
+        tap_parameters, control = self._split(submitted)
         phase = control.get("PHASE")
         if phase is not None and phase.upper() != "RUN":
             raise ParameterError("PHASE", f"only RUN may be given at creation (got "
                                           f"{params.shown(phase)})")
         now = _now()
-        duration = self._duration(control.get("EXECUTIONDURATION"))
-        destruction = now + dt.timedelta(seconds=self.settings.tap_async_lifetime)
-        if "DESTRUCTION" in control:
-            destruction = min(destruction, params.parse_datetime(
-                "DESTRUCTION", control["DESTRUCTION"]))
-        run_id = control.get("RUNID")
-        if run_id is not None:
-            params.check_text("RUNID", run_id)
+        latest = now + dt.timedelta(seconds=self.settings.tap_async_lifetime)
         self._sweep(now)
         job_id = uuid.uuid4().hex
         self.store.create(TapJob(
             job_id=job_id, owner_id=identity.owner_id, owner_key=identity.key,
-            owner_admin=identity.admin, run_id=run_id, phase="PENDING", query=request.query,
-            maxrec=request.maxrec, creation_time=now, start_time=None, end_time=None,
-            destruction=destruction, execution_duration=duration, error_summary=None,
-            result_rows=None, backend_pid=None))
+            owner_admin=identity.admin, run_id=control.get("RUNID"), phase="PENDING",
+            parameters=json.dumps(tap_parameters), creation_time=now, start_time=None,
+            end_time=None, destruction=self._destruction(control.get("DESTRUCTION"), latest),
+            execution_duration=self._duration(control.get("EXECUTIONDURATION")),
+            error_summary=None, result_rows=None, backend_pid=None))
         if phase is not None:
             self.run(identity, job_id)
         return job_id
+
+    @staticmethod
+    def _split(submitted: Sequence[tuple[str, str]]
+               ) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """TAP parameters (name, value), and the UWS control ones by upper-case name."""
+        tap_parameters: list[tuple[str, str]] = []
+        control: dict[str, str] = {}
+        for name, value in submitted:
+            params.check_text(name, value)
+            if name.upper() in CONTROL:
+                control[name.upper()] = value
+            else:
+                tap_parameters.append((name, value))
+        return tap_parameters, control
+
+    def set_parameters(self, identity: Identity, job_id: str,
+                       submitted: Sequence[tuple[str, str]]) -> None:
+        """UWS 1.1 section 2.2.3.1: parameters posted to a PENDING job replace those of
+        the same name; control parameters (RUNID...) change the job."""
+        job = self._modifiable(identity, job_id)
+        tap_parameters, control = self._split(submitted)
+        if "PHASE" in control:
+            raise ParameterError("PHASE", "set the phase at .../phase")
+        names = {name.upper() for name, _ in tap_parameters}
+        kept = [(n, v) for n, v in job.pairs if n.upper() not in names] + tap_parameters
+        values: dict[str, object] = {"parameters": json.dumps(kept)}
+        if "RUNID" in control:
+            values["run_id"] = control["RUNID"]
+        if "EXECUTIONDURATION" in control:
+            values["execution_duration"] = self._duration(control["EXECUTIONDURATION"])
+        if "DESTRUCTION" in control:
+            values["destruction"] = self._destruction(control["DESTRUCTION"], self._latest(job))
+        if not self.store.change(job_id, ["PENDING"], **values):
+            raise PhaseError(f"job {job_id} is {job.phase}: parameters can only be "
+                             f"changed while PENDING")
+
+    def _latest(self, job: TapJob) -> dt.datetime:
+        return job.creation_time + dt.timedelta(seconds=self.settings.tap_async_lifetime)
+
+    @staticmethod
+    def _destruction(text: str | None, latest: dt.datetime) -> dt.datetime:
+        """A destruction time asked for, no later than the server's limit."""
+        if text is None:
+            return latest
+        return min(params.parse_datetime("DESTRUCTION", text), latest)
 
     def _duration(self, text: str | None) -> int:
         """executionDuration: at most ``tap_async_timeout`` (0, unlimited, is lowered)."""
@@ -193,9 +230,8 @@ class TapAsync:
     def set_destruction(self, identity: Identity, job_id: str, text: str) -> None:
         """A destruction time, no later than the server's limit."""
         job = self._modifiable(identity, job_id)
-        latest = job.creation_time + dt.timedelta(seconds=self.settings.tap_async_lifetime)
-        wanted = min(params.parse_datetime("DESTRUCTION", text), latest)
-        self.store.change(job_id, [job.phase], destruction=wanted)
+        self.store.change(job_id, [job.phase],
+                          destruction=self._destruction(text, self._latest(job)))
 
     def _sweep(self, now: dt.datetime) -> None:
         """Destroy the jobs past their destruction time (UWS 1.1 section 2.2.3.3)."""
@@ -218,12 +254,13 @@ class TapAsync:
         if job is None or not self.store.start(job_id):
             return  # aborted or deleted while queued
         try:
-            translated = translate(job.query)
+            request = self.tap.parse(job.pairs)
+            translated = translate(request.query)
             result = self.queries.run(
-                translated.sql, Viewer(job.owner_key, job.owner_admin), job.maxrec,
+                translated.sql, Viewer(job.owner_key, job.owner_admin), request.maxrec,
                 float(job.execution_duration),
                 started=lambda pid: self.store.running_on(job_id, pid))
-            document = results_document(result, job.query, job.maxrec)
+            document = results_document(result, request.query, request.maxrec)
             self.store.finish(job_id, document, len(result.rows), None)
         except QueryAborted:
             return

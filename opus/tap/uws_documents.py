@@ -34,7 +34,7 @@ def _text(root: etree._Element) -> bytes:
 
 def parameters_of(job: TapJob) -> list[tuple[str, str]]:
     """The job's TAP parameters, as its documents list them."""
-    return [("LANG", "ADQL"), ("QUERY", job.query), ("MAXREC", str(job.maxrec))]
+    return job.pairs
 
 
 def _fill_parameters(container: etree._Element, job: TapJob) -> etree._Element:

@@ -193,6 +193,14 @@ def install(app: bottle.Bottle, service: TapAsync) -> None:
         check()
         return xml(parameters_document(service.job(identity(), job_id)))
 
+    @route(app, "POST", "/tap/async/<job_id>/parameters", operation=_op(
+        "tapAsyncSetParameters", "change parameters of a PENDING job", None, see=True,
+        body=form_body({"type": "object"})))
+    def set_parameters(job_id: str) -> HTTPResponse:
+        check()
+        service.set_parameters(identity(), job_id, submitted_parameters())
+        return see_other(job_url(job_id))
+
     @route(app, "GET", "/tap/async/<job_id>/results", operation=_op(
         "tapAsyncResults", "the results (the one 'result' once COMPLETED)", XML_OK))
     def results(job_id: str) -> HTTPResponse:

@@ -236,3 +236,22 @@ def test_taplint_async_and_uws_report_no_errors(server: Server, backend: str) ->
     assert errors == [], "\n".join(errors)
     print("\n".join(line for line in output.splitlines()
                     if line.startswith(("W-", "F-", "Totals"))))
+
+
+def test_translations_are_reused_for_other_literals() -> None:
+    from opus.tap import adql
+    base = ("SELECT TOP 5 act.id FROM provenance.activity AS act JOIN provenance.parameter "
+            "AS par ON par.activity_id = act.id WHERE par.name = {} AND par.param_value = {}")
+    first = adql.translate(base.format("'target'", "'source7'"))
+    hits = adql._translate_cached.cache_info().hits
+    other = adql.translate(base.format("'seed'", "'it''s a \\ -- x'"))
+    assert adql._translate_cached.cache_info().hits == hits + 1
+    assert other.sql == first.sql.replace("'target'", "'seed'").replace(
+        "'source7'", "'it''s a \\ -- x'")
+    # A literal that looks like a placeholder is still itself.
+    tricky = adql.translate(base.format("'opus_literal_1_x'", "'opus_literal_0_x'"))
+    assert "par.name = 'opus_literal_1_x' AND par.param_value = 'opus_literal_0_x'" \
+        in tricky.sql
+    # The checks still hold for the shape: a function outside ADQL is refused.
+    with pytest.raises(adql.ParameterError, match="QUERY: "):
+        adql.translate(base.format("'target'", "'x'") + " AND pg_sleep('1') = ''")

@@ -7,8 +7,9 @@ connection,
 1. ``SET TRANSACTION READ ONLY``;
 2. ``set_config(name, value, true)`` (transaction-local, values as bound parameters) for
    ``statement_timeout``, ``opus.tap_viewer`` (the viewer's users.id, '' for anonymous),
-   ``opus.tap_admin`` (``on`` or ``off``) and ``search_path`` (``provenance, tap_schema``:
-   a name without schema can reach nothing else);
+   ``opus.tap_admin`` (``on`` or ``off``), ``search_path`` (``provenance, tap_schema``:
+   a name without schema can reach nothing else) and ``standard_conforming_strings``
+   (``on``: a backslash in a literal is a character, as the checks read it);
 3. the query, through a server-side cursor: psycopg declares it with the extended query
    protocol, where PostgreSQL refuses more than one statement, and the rows are fetched
    ``limit + 1`` at most (the one beyond the limit only tells that there are more);
@@ -146,7 +147,8 @@ class ProvTapStore:
             "SELECT set_config('statement_timeout', %s, true), "
             "set_config('opus.tap_viewer', %s, true), "
             "set_config('opus.tap_admin', %s, true), "
-            "set_config('search_path', 'provenance, tap_schema', true)",
+            "set_config('search_path', 'provenance, tap_schema', true), "
+            "set_config('standard_conforming_strings', 'on', true)",
             (str(max(1, int(timeout * 1000))), viewer.key or "",
              "on" if viewer.admin else "off"))
         with connection.cursor(name=f"opus_tap_{next(_cursors)}") as cursor:

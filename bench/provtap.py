@@ -147,6 +147,7 @@ def questions(probe: dict[str, Any]) -> list[tuple[str, str | None, list[tuple[s
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     repeats = 3 if args.quick else 9
     database_name, database_url = uwsbench.create_pg_database()
+    log(f"postgresql: created database {database_name}")
     server = None
     results: dict[str, Any] = {"jobs": args.jobs, "chain": args.chain}
     try:

@@ -225,10 +225,10 @@ def test_a_running_query_is_aborted(server: Server, backend: str) -> None:
 
 
 @ON_POSTGRESQL
-def test_taplint_async_and_uws_report_no_errors(server: Server, backend: str) -> None:
+def test_taplint_async_uws_and_examples_report_no_errors(server: Server, backend: str) -> None:
     run_echo(server, requests.Session(), "taplint async")
     done = subprocess.run([stilts(), "taplint", f"tapurl={server.url}/tap", "report=EWF",
-                           "stages=TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ"],
+                           "stages=TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ EXA"],
                           capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert "Totals:" in output, output
@@ -255,3 +255,16 @@ def test_translations_are_reused_for_other_literals() -> None:
     # The checks still hold for the shape: a function outside ADQL is refused.
     with pytest.raises(adql.ParameterError, match="QUERY: "):
         adql.translate(base.format("'target'", "'x'") + " AND pg_sleep('1') = ''")
+
+
+@ON_POSTGRESQL
+def test_examples_are_listed_and_run(server: Server, backend: str) -> None:
+    job_id = run_echo(server, requests.Session(), "examples")
+    service = pyvo.dal.TAPService(f"{server.url}/tap")
+    examples = service.examples
+    assert len(examples) == 5
+    for example in examples:
+        example.execute()  # each use-case query runs (a DALQueryError would fail it)
+    counted = [example for example in examples if "GROUP BY" in example["QUERY"]]
+    rows = [(row["name"], row["phase"]) for row in counted[0].execute()]
+    assert ("echo", "COMPLETED") in rows, job_id

@@ -19,9 +19,9 @@ _RUN = ("FROM provenance.entity AS ent\n"
 EXAMPLES: list[tuple[str, str, str, str]] = [
     ("by-pipeline-version", "Data produced by a given version of the pipeline",
      "Products of the runs of gammapy_maps version 1.0 (its ActivityDescription).",
-     f"SELECT ent.id, ent.name, ent.location, act.end_time\n{_RUN}"
+     f"SELECT ent.id, ent.name, ent.location, act.end_time AS run_end\n{_RUN}"
      "WHERE act.activity_description_id = 'gammapy_maps/1.0'\n"
-     "ORDER BY end_time DESC"),
+     "ORDER BY run_end DESC"),
     ("by-target", "Data produced for a given target",
      "Products of the runs at the Crab's position (parameters ra, dec, as given to the "
      "job: parameter values are text).",

@@ -9,7 +9,10 @@ connection,
    ``statement_timeout``, ``opus.tap_viewer`` (the viewer's users.id, '' for anonymous),
    ``opus.tap_admin`` (``on`` or ``off``), ``search_path`` (``provenance, tap_schema``:
    a name without schema can reach nothing else) and ``standard_conforming_strings``
-   (``on``: a backslash in a literal is a character, as the checks read it);
+   (``on``: a backslash in a literal is a character, as the checks read it) and ``jit``
+   (``off``: the security-barrier views make the planner overestimate a join by orders of
+   magnitude, and JIT compilation then took 7 of a query's 10 s over 100,000 runs,
+   bench/provtap.py);
 3. the query, through a server-side cursor: psycopg declares it with the extended query
    protocol, where PostgreSQL refuses more than one statement, and the rows are fetched
    ``limit + 1`` at most (the one beyond the limit only tells that there are more);
@@ -148,7 +151,8 @@ class ProvTapStore:
             "set_config('opus.tap_viewer', %s, true), "
             "set_config('opus.tap_admin', %s, true), "
             "set_config('search_path', 'provenance, tap_schema', true), "
-            "set_config('standard_conforming_strings', 'on', true)",
+            "set_config('standard_conforming_strings', 'on', true), "
+            "set_config('jit', 'off', true)",
             (str(max(1, int(timeout * 1000))), viewer.key or "",
              "on" if viewer.admin else "off"))
         with connection.cursor(name=f"opus_tap_{next(_cursors)}") as cursor:

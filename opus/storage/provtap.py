@@ -8,7 +8,7 @@ connection,
 2. ``set_config(name, value, true)`` (transaction-local, values as bound parameters) for
    ``statement_timeout``, ``opus.tap_viewer`` (the viewer's users.id, '' for anonymous),
    ``opus.tap_admin`` (``on`` or ``off``), ``search_path`` (``provenance, tap_schema``:
-   a name without schema can reach nothing else) and ``standard_conforming_strings``
+   a name without schema can reach nothing else), ``standard_conforming_strings``
    (``on``: a backslash in a literal is a character, as the checks read it) and ``jit``
    (``off``: the security-barrier views make the planner overestimate a join by orders of
    magnitude, and JIT compilation then took 7 of a query's 10 s over 100,000 runs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -268,3 +269,15 @@ def test_examples_are_listed_and_run(server: Server, backend: str) -> None:
     counted = [example for example in examples if "GROUP BY" in example["QUERY"]]
     rows = [(row["name"], row["phase"]) for row in counted[0].execute()]
     assert ("echo", "COMPLETED") in rows, job_id
+
+
+@ON_POSTGRESQL
+def test_async_queries_are_bounded_in_time(server_factory: Any, backend: str) -> None:
+    bounded = server_factory(tap_async_timeout=2)
+    session = requests.Session()
+    url = create(session, bounded, SLOW, PHASE="RUN", EXECUTIONDURATION="3600")
+    assert session.get(f"{url}/executionduration").text == "2"  # lowered to the limit
+    done = wait_for(session, url, {"COMPLETED", "ERROR"})
+    assert phase_of(done) == "ERROR"
+    assert "took longer than the limit of 2 s" in str(done.findtext(
+        "uws:errorSummary/uws:message", namespaces=UWS_NS))

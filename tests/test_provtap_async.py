@@ -197,12 +197,14 @@ def test_another_users_job_is_refused_and_rows_are_the_owners(
 
 
 def active_queries(server: Server) -> list[str]:
-    """The statements PostgreSQL runs now whose text is the translation of SLOW."""
+    """The ProvTAP statements PostgreSQL runs now in the server's database (the query's
+    server-side cursor: its DECLARE, or the FETCH that runs it)."""
     url = server.env["OPUS_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as connection:
         return [row[0] for row in connection.execute(
             "SELECT query FROM pg_stat_activity WHERE state = 'active' "
-            "AND query LIKE '%tap_schema.columns AS c5%' AND pid <> pg_backend_pid()")]
+            "AND datname = current_database() AND query LIKE '%opus_tap_%' "
+            "AND pid <> pg_backend_pid()")]
 
 
 @ON_POSTGRESQL
@@ -212,7 +214,8 @@ def test_a_running_query_is_aborted(server: Server, backend: str) -> None:
     wait_for(session, url, {"EXECUTING"})
     end = time.monotonic() + 30
     while not active_queries(server):  # the thread starts the statement soon after
-        assert time.monotonic() < end, "the query never started"
+        assert time.monotonic() < end, ("the query never started",
+                                        session.get(url).text[:300])
         time.sleep(0.1)
     aborted = session.post(f"{url}/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
     assert aborted.status_code == 303

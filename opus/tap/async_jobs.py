@@ -44,7 +44,6 @@ log = logging.getLogger("opus.tap")
 CONTROL = frozenset({"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION"})
 #: Longest WAIT honoured (UWS 1.1 section 2.2.1.2 lets the server cap it).
 MAX_WAIT = 60.0
-FINAL = frozenset({"COMPLETED", "ERROR", "ABORTED"})
 
 
 def _now() -> dt.datetime:

@@ -12,7 +12,7 @@ from opus.config import Settings, load_settings
 from opus.datalink.votable import LINKS_PATH
 from opus.services import Services, build_services
 from opus.web import datalink, discovery, openapi, provenance, provenance_templates, provsap
-from opus.web import headers, job_pages, pages, tap, uws
+from opus.web import headers, job_pages, pages, tap, tap_async, uws
 from opus.web.errors import ErrorPlugin, plain_error, text_body_limit
 from opus.web.http import prefers, root_url, see_other
 from opus.web.openapi_schemas import JSON, SERVICE, ok, responses
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None,
                       services.scheduler_problem)
     openapi.install(app, services.registry)
     tap.install(app, services.provtap)
+    tap_async.install(app, services.tap_async)
     datalink.install(app, services.store, services.provenance, services.registry,
                      services.policy)
     pages.install(app, web_client)

@@ -24,8 +24,10 @@ from opus.storage.engine import DATABASE_UNAVAILABLE, make_engine
 from opus.storage.jobs import JobStore
 from opus.storage.provenance import ProvenanceStore
 from opus.storage.provtap import ProvTapStore
+from opus.storage.tap_jobs import TapJobStore
 from opus.storage.users import UserStore
 from opus.storage.events import JobEvents, make_events
+from opus.tap.async_jobs import TapAsync
 from opus.tap.service import ProvTap
 from opus.uws.models import utcnow
 from opus.uws.reports import RunnerReports
@@ -50,6 +52,7 @@ class Services:
     reports: RunnerReports
     authenticate: Authenticator
     provtap: ProvTap
+    tap_async: TapAsync
     #: Why jobs cannot run now (no active scheduler), or None: VOSI availability.
     scheduler_problem: Callable[[], str | None] = field(default=lambda: None)
 
@@ -85,11 +88,13 @@ def build_services(settings: Settings) -> Services:
     users = UserStore(engine)
     policy = AccessPolicy()
     jobs = JobService(settings, store, registry, provenance, policy)
+    provtap = ProvTap(settings, ProvTapStore(engine))
     return Services(settings=settings, store=store, events=events, registry=registry,
                     provenance=provenance, users=users, policy=policy, jobs=jobs,
                     reports=RunnerReports(jobs, store),
                     authenticate=authenticator(settings, users),
-                    provtap=ProvTap(settings, ProvTapStore(engine)),
+                    provtap=provtap, tap_async=TapAsync(settings, provtap, provtap.store,
+                                                        TapJobStore(engine), policy),
                     scheduler_problem=scheduler_problem(
                         settings, functools.partial(leader_alive, engine)))
 

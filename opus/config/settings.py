@@ -268,6 +268,14 @@ class Settings(BaseSettings):
     connections_max: int = Field(default=4096, ge=1)
     """Connections one worker process holds open in all; more are answered 503 with
     Retry-After rather than left waiting in the listen queue."""
+    # ProvTAP async (/tap/async)
+    tap_async_workers: int = Field(default=2, ge=1)
+    """Async TAP queries one web process runs at once (its pool's threads); the others wait
+    QUEUED."""
+    tap_async_timeout: float = Field(default=600.0, gt=0)
+    """Seconds an async TAP query may run (its executionDuration and statement_timeout)."""
+    tap_async_lifetime: int = Field(default=7 * 86400, ge=60)
+    """Seconds an async TAP job is kept after its creation (its destruction time)."""
 
     @classmethod
     def settings_customise_sources(

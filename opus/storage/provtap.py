@@ -7,8 +7,12 @@ connection,
 1. ``SET TRANSACTION READ ONLY``;
 2. ``set_config(name, value, true)`` (transaction-local, values as bound parameters) for
    ``statement_timeout``, ``opus.tap_viewer`` (the viewer's users.id, '' for anonymous),
-   ``opus.tap_admin`` (``on`` or ``off``) and ``search_path`` (``provenance, tap_schema``:
-   a name without schema can reach nothing else);
+   ``opus.tap_admin`` (``on`` or ``off``), ``search_path`` (``provenance, tap_schema``:
+   a name without schema can reach nothing else), ``standard_conforming_strings``
+   (``on``: a backslash in a literal is a character, as the checks read it) and ``jit``
+   (``off``: the security-barrier views make the planner overestimate a join by orders of
+   magnitude, and JIT compilation then took 7 of a query's 10 s over 100,000 runs,
+   bench/provtap.py);
 3. the query, through a server-side cursor: psycopg declares it with the extended query
    protocol, where PostgreSQL refuses more than one statement, and the rows are fetched
    ``limit + 1`` at most (the one beyond the limit only tells that there are more);
@@ -24,7 +28,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +46,10 @@ VOTABLE_TYPES = {
 TIMESTAMPS = {"timestamp", "timestamptz"}
 
 _cursors = itertools.count()
+
+
+class QueryAborted(Exception):
+    """The query of an aborted async job was cancelled (or never started)."""
 
 
 @dataclass(frozen=True)
@@ -95,22 +103,40 @@ class ProvTapStore:
         """Whether the database can serve ProvTAP (PostgreSQL)."""
         return self.engine.dialect.name == "postgresql"
 
-    def run(self, sql: str, viewer: Viewer, limit: int, timeout: float) -> QueryResult:
+    def run(self, sql: str, viewer: Viewer, limit: int, timeout: float,
+            started: Callable[[int], bool] | None = None) -> QueryResult:
         """Rows of the checked query ``sql`` as ``viewer`` sees them: at most ``limit``
-        (``overflow`` if there were more), within ``timeout`` seconds per statement."""
+        (``overflow`` if there were more), within ``timeout`` seconds per statement.
+
+        With ``started`` (async queries), the query runs on a connection of its own,
+        closed after it, and ``started(backend_pid)`` is called before the query: a
+        pooled connection would let an ABORT's ``pg_cancel_backend`` reach whatever
+        statement the pool lent that backend to next. ``started`` returning False (the
+        job was aborted meanwhile) raises :class:`QueryAborted` without running it."""
         try:
-            raw = self.engine.raw_connection()  # the driver's own error, not wrapped
+            if started is None:
+                raw = self.engine.raw_connection()  # the driver's own error, not wrapped
+                close = raw.close
+                connection = raw.driver_connection
+            else:
+                connection = psycopg.connect(self.engine.url.set(drivername="postgresql")
+                                             .render_as_string(hide_password=False))
+                close = connection.close
         except psycopg.OperationalError as error:
             health_of(self.engine).failed(error)  # logged once per outage
             raise sa.exc.OperationalError("connect", None, error) from None
         try:
-            connection = raw.driver_connection
             assert isinstance(connection, psycopg.Connection)
             try:
+                if started is not None and not started(connection.info.backend_pid):
+                    raise QueryAborted()
                 return self._run(connection, sql, viewer, limit, timeout)
             finally:
-                connection.rollback()
-        except psycopg.errors.QueryCanceled:
+                if not connection.closed:
+                    connection.rollback()
+        except psycopg.errors.QueryCanceled as error:
+            if "statement timeout" not in str(error):
+                raise QueryAborted() from None
             raise ParameterError("QUERY", f"the query took longer than the limit of "
                                           f"{timeout:g} s") from None
         except (psycopg.ProgrammingError, psycopg.DataError, psycopg.NotSupportedError
@@ -120,7 +146,7 @@ class ProvTapStore:
             health_of(self.engine).failed(error)
             raise sa.exc.OperationalError("ProvTAP query", None, error) from None
         finally:
-            raw.close()
+            close()
 
     def _run(self, connection: psycopg.Connection[Any], sql: str, viewer: Viewer, limit: int,
              timeout: float) -> QueryResult:
@@ -129,7 +155,9 @@ class ProvTapStore:
             "SELECT set_config('statement_timeout', %s, true), "
             "set_config('opus.tap_viewer', %s, true), "
             "set_config('opus.tap_admin', %s, true), "
-            "set_config('search_path', 'provenance, tap_schema', true)",
+            "set_config('search_path', 'provenance, tap_schema', true), "
+            "set_config('standard_conforming_strings', 'on', true), "
+            "set_config('jit', 'off', true)",
             (str(max(1, int(timeout * 1000))), viewer.key or "",
              "on" if viewer.admin else "off"))
         with connection.cursor(name=f"opus_tap_{next(_cursors)}") as cursor:

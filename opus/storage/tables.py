@@ -344,3 +344,32 @@ SEARCH_INDEXES = (
     sa.Index("ix_prov_entity_location_prefix", prefix(prov_entity.c.location)),
     sa.Index("ix_prov_agent_name", prov_agent.c.name),
 )
+
+# ProvTAP async queries (/tap/async, migration 0007): a UWS job list of their own, apart from
+# the activities' jobs (no activity, no files, not dispatched by the scheduler).
+tap_jobs = sa.Table(
+    "tap_jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("owner_id", sa.String(255), nullable=True),
+    sa.Column("owner_key", sa.String(32), nullable=True),
+    # Whether the owner was an admin when the job was created: the query runs as that.
+    sa.Column("owner_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("run_id", sa.String(255), nullable=True),
+    sa.Column("phase", sa.String(16), nullable=False),
+    # JSON list of the [name, value] pairs of the TAP parameters, as given: checked when
+    # the job runs (a bad one ends it in ERROR, TAP 1.1 section 2.2.2).
+    sa.Column("parameters", sa.Text, nullable=False),
+    sa.Column("creation_time", sa.DateTime, nullable=False),
+    sa.Column("start_time", sa.DateTime, nullable=True),
+    sa.Column("end_time", sa.DateTime, nullable=True),
+    sa.Column("destruction", sa.DateTime, nullable=True),
+    sa.Column("execution_duration", sa.Integer, nullable=False),
+    sa.Column("error_summary", sa.Text, nullable=True),
+    # The result VOTable (bounded by tap_max_rows), and how many rows it holds.
+    sa.Column("result", sa.LargeBinary, nullable=True),
+    sa.Column("result_rows", sa.Integer, nullable=True),
+    # The PostgreSQL backend running the query: ABORT cancels it (pg_cancel_backend).
+    sa.Column("backend_pid", sa.Integer, nullable=True),
+    sa.Index("ix_tap_jobs_owner_key_id", "owner_key", "id"),
+)

@@ -214,7 +214,8 @@ def capabilities(base: str, limits: Limits) -> bytes:
     _sub(rows, "hard", str(limits.max_rows), unit="row")
     for standard, path in (("ivo://ivoa.net/std/VOSI#tables-1.1", "tables"),
                            ("ivo://ivoa.net/std/VOSI#capabilities", "capabilities"),
-                           ("ivo://ivoa.net/std/VOSI#availability", "availability")):
+                           ("ivo://ivoa.net/std/VOSI#availability", "availability"),
+                           ("ivo://ivoa.net/std/DALI#examples", "examples")):
         capability = _sub(root, "capability", standardID=standard)
         vosi = _sub(capability, "interface", role="std", **{XSI_TYPE: "vs:ParamHTTP"})
         _sub(vosi, "accessURL", f"{base}/{path}", use="full")

@@ -2,7 +2,8 @@
 
 ``GET|POST /tap/sync`` runs an ADQL query for the caller (only the rows the caller may read
 are in the views); ``/tap/tables`` (VOSI tables 1.1), ``/tap/capabilities`` and
-``/tap/availability`` describe it. Errors are DALI error VOTables (``errors="tap"``).
+``/tap/availability`` describe it, ``/tap/examples`` (DALI 1.1 section 2.3) gives the
+use-case queries; ``/tap/async`` is :mod:`opus.web.tap_async`. Errors are DALI error VOTables (``errors="tap"``).
 
 On SQLite every ``/tap`` resource but availability answers **501 Not Implemented** with
 the DALI error "ProvTAP needs PostgreSQL": the request is well formed and the client can
@@ -15,6 +16,7 @@ from __future__ import annotations
 import bottle
 from bottle import HTTPResponse
 
+from opus.tap.examples import examples_document
 from opus.tap.service import NEEDS_POSTGRESQL, ProvTap
 from opus.tap.votable import (
     VOTABLE_MEDIA_TYPE,
@@ -96,6 +98,16 @@ def install(app: bottle.Bottle, tap: ProvTap) -> None:
             return _not_available()
         return HTTPResponse(body=capabilities(f"{root_url()}/tap", tap.limits),
                             headers={"Content-Type": XML_CONTENT_TYPE})
+
+    @route(app, "GET", "/tap/examples", errors="tap", operation=Operation(
+        "tapExamples", "ProvTAP: DALI examples (the use-case queries)",
+        _responses(ok("the XHTML examples", {"application/xhtml+xml": {"type": "string"}})),
+        tags=TAP))
+    def tap_examples() -> HTTPResponse:
+        if not tap.available:
+            return _not_available()
+        return HTTPResponse(body=examples_document(f"{root_url()}/tap"),
+                            headers={"Content-Type": "application/xhtml+xml; charset=UTF-8"})
 
     @route(app, "GET", "/tap/availability", errors="tap", operation=Operation(
         "tapAvailability", "ProvTAP: VOSI availability", {"200": XML_OK}, tags=TAP))

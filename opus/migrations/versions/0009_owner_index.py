@@ -11,7 +11,7 @@ stops at the first one, instead of a scan of every job ever run.
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -49,7 +49,7 @@ from opus.provenance.provsap import CONTENT_TYPES, local_id, parse_query
 from opus.uws import params
 from opus.uws.models import Phase
 from opus.uws.service import JobService
-from opus.web import forms
+from opus.web import dataset_forms, forms
 from opus.web.html import HTML
 from opus.web.http import (
     identity,
@@ -181,22 +181,34 @@ def install(app: bottle.Bottle, pages: Pages) -> None:
         response.set_header("Cache-Control", "public, max-age=3600")
         return response
 
-    def activity_page(name: str, status: int = 200, **state: Any) -> HTTPResponse:
+    def activity_page(name: str, status: int = 200, dataset: Any = None,
+                      **state: Any) -> HTTPResponse:
         activity = registry.get(name)
         action = f"{root_url()}{UI}/activities/{activity.name}"
         form = forms.form_element(activity, action, hidden={
             CSRF_FIELD: session_csrf(request.environ)} if signed_in(request.environ)
             else None, **state)
         return respond("activity.html", status, activity=activity, form=Markup(form),
+                       dataset=dataset,
                        error=state.get("error"), invalid=state.get("invalid"),
                        field_id=forms.field_id(activity, state.get("invalid")))
 
     @page_route("GET", f"{UI}/activities/<name>", page_operation(
-        "activityPage", "the activity and its form", 404,
+        "activityPage", "the activity and its form (prefilled from a job, or a dataset)",
+        400, 404, 503,
         parameters=(ACTIVITY_NAME, query_param(
-            "from", {"type": "string"}, "a job whose parameters fill the form"))))
+            "from", {"type": "string"}, "a job whose parameters fill the form"),
+            *dataset_forms.DATASET_PARAMETERS)))
     def activity_form(name: str) -> HTTPResponse:
-        source = single("from", query_parameters())
+        items = query_parameters()
+        source = single("from", items)
+        if not source and dataset_forms.names_a_dataset(items):
+            activity = registry.get(name)
+            found = dataset_forms.dataset_form(activity, items, pages.settings)
+            if found is not None:
+                values = {p.name: p.default for p in activity.parameters if p.default}
+                values.update(found.values, PHASE="RUN")
+                return activity_page(name, values=values, dataset=found)
         if not source:
             return activity_page(name)
         job = jobs.find(identity(), source, with_results=False)

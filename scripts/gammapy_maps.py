@@ -229,7 +229,8 @@ def select_observations(config: Config):
     if (config.tmin, config.tmax) != (0.0, 1e6):
         from astropy.time import Time
 
-        interval = Time([config.tmin, config.tmax], format="mjd", scale="utc")
+        # MJD in TT, the time scale of GADF event lists (TIMESYS) and of their ObsCore rows.
+        interval = Time([config.tmin, config.tmax], format="mjd", scale="tt")
         kept = [obs for obs in observations
                 if obs.tstop > interval[0] and obs.tstart < interval[1]]
         if not kept:

@@ -318,6 +318,8 @@ def test_the_gammapy_maps_form_opened_from_an_obscore_row_runs(
                                timeout=300_000)
         print(f"gammapy_maps job from an ObsCore row followed for "
               f"{time.monotonic() - started:.1f} s")
+        page.wait_for_function("() => { const i = document.querySelector('#result-preview img');"
+                               " return i && i.complete && i.naturalWidth > 0; }")
         shots("job-from-dataset")
         assert page.get_attribute("#job", "data-phase") == "COMPLETED", page.inner_text("main")
         summary = json.loads(requests.get(

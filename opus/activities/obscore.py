@@ -27,6 +27,7 @@ activity is written here: only the ObsCore table, and the conversions any mappin
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -125,15 +126,19 @@ def _converted(text: str, from_unit: str | None, to_unit: str | None) -> str:
     if not math.isfinite(number):
         raise ValueError(f"{text!r} is not a finite number")
     if not from_unit or not to_unit or from_unit.strip() == to_unit.strip():
-        return repr(number) if not number.is_integer() else str(number)
+        return f"{number:.15g}"  # all a double holds that people read (22.51, not ...998)
     from astropy import units  # the field's unit library; imported only when needed
 
     try:
-        value = (number * units.Unit(from_unit)).to(units.Unit(to_unit),
-                                                     equivalencies=units.spectral())
-    except (ValueError, TypeError, units.UnitsError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 0 m is an infinite energy
+            value = float((number * units.Unit(from_unit)).to(
+                units.Unit(to_unit), equivalencies=units.spectral()).value)
+    except (ValueError, TypeError, ArithmeticError, units.UnitsError) as exc:
         raise ValueError(f"cannot convert {from_unit} to {to_unit}: {exc}") from exc
-    return f"{float(value.value):.10g}"
+    if not math.isfinite(value):
+        raise ValueError(f"{text} {from_unit} is no finite value in {to_unit}")
+    return f"{value:.15g}"
 
 
 def _server_path(url: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import urllib.error
 import urllib.request
 import warnings
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 DID_FIELD = "obs_publisher_did"
 #: Longest field value accepted from a request (an access_url, a DID, a region).
 MAX_VALUE = 2000
+#: Characters that are no XML 1.0 Char (section 2.2), and DEL: refused in any field.
+_NOT_TEXT = re.compile("[^\u0020-\u007e\u0080-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 #: Largest TAP answer read for one row.
 MAX_ANSWER = 4 * 1024 * 1024
 
@@ -60,8 +63,9 @@ class Dataset:
 def _checked(name: str, text: str) -> str:
     if len(text) > MAX_VALUE:
         raise ParameterError(name, f"at most {MAX_VALUE} characters (got {len(text)})")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ParameterError(name, "must not contain control characters")
+    if _NOT_TEXT.search(text):
+        raise ParameterError(name, "must not contain control characters or other "
+                                   "characters XML cannot hold")
     return text.strip()
 
 

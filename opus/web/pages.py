@@ -49,7 +49,7 @@ from opus.provenance.provsap import CONTENT_TYPES, local_id, parse_query
 from opus.uws import params
 from opus.uws.models import Phase
 from opus.uws.service import JobService
-from opus.web import dataset_forms, forms
+from opus.web import dataset_forms, forms, samp
 from opus.web.html import HTML
 from opus.web.http import (
     identity,
@@ -123,6 +123,11 @@ class Pages:
             self.version = metadata.version("opus")
         except metadata.PackageNotFoundError:
             self.version = "dev"
+        # The pages' scripts may reach the user's SAMP hub (opus/web/samp.py), nothing else.
+        hub = samp.connect_source(settings.samp_hub_url)
+        self.headers = dict(SECURITY_HEADERS)
+        if hub:
+            self.headers["Content-Security-Policy"] += f"; connect-src 'self' {hub}"
 
     def cookie_path(self) -> str:
         return request.script_name or "/"
@@ -139,9 +144,10 @@ class Pages:
             here += f"?{request.query_string}"
         body = render(template, **self.urls(), user=user, version=self.version, here=here,
                       signed_in=signed_in(request.environ), csrf_field=CSRF_FIELD,
-                      csrf=session_csrf(request.environ), **context)
+                      csrf=session_csrf(request.environ),
+                      samp_hub=self.settings.samp_hub_url, **context)
         response = HTTPResponse(body=body, status=status,
-                                headers={"Content-Type": HTML, **SECURITY_HEADERS})
+                                headers={"Content-Type": HTML, **self.headers})
         if request.environ.get(STALE):
             self.sessions.sign_out(response, self.cookie_path())
         return response

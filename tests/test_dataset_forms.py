@@ -205,6 +205,24 @@ def test_a_form_opened_with_the_obscore_fields_a_datalink_client_passes(
     page = requests.get(f"{gateway.url}/ui/activities/gammapy_maps", params=fields)
     assert page.status_code == 200, page.text
     assert_prefilled(form_values(page.content), row)
+    plain = requests.get(f"{gateway.url}/activities/gammapy_maps/form", params=fields)
+    assert plain.status_code == 200, plain.text  # the service's own form, too
+    assert_prefilled(form_values(plain.content), row)
+    assert row["access_url"] in html.fromstring(plain.content).get_element_by_id(
+        "dataset").text_content()
+
+
+def test_a_value_that_converts_to_no_number_is_left_to_the_user() -> None:
+    from opus.activities.obscore import DatasetValue, prefill
+    from opus.activities.registry import ActivityRegistry
+
+    maps = ActivityRegistry.load(ROOT / "activity_descriptions").get("gammapy_maps")
+    values, problems = prefill(maps, {"em_min": DatasetValue("0", "m"),
+                                      "em_max": DatasetValue("4.1e-17", "m"),
+                                      "s_dec": DatasetValue("22", "furlong")})
+    assert "emax" not in values and "em_min='0'" in problems["emax"]
+    assert float(values["emin"]) == pytest.approx(0.0302, rel=1e-2)
+    assert "dec" in problems and "dec" not in values
 
 
 def test_the_service_descriptor_opened_for_a_dataset_creates_that_job(

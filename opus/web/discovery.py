@@ -142,10 +142,17 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
 
     @route(app, "GET", "/activities/<name>/form", operation=Operation(
         "getForm", "the HTML form that creates a job",
-        responses(ok("the form", PAGE), 404), tags=ACTIVITIES,
-        parameters=(ACTIVITY_NAME,)))
+        responses(ok("the form", PAGE), 400, 404, 503), tags=ACTIVITIES,
+        parameters=(ACTIVITY_NAME, *dataset_forms.DATASET_PARAMETERS)))
     def form(name: str) -> HTTPResponse:
-        return form_page(registry.get(name))
+        activity, items = registry.get(name), query_parameters()
+        found = dataset_forms.dataset_form(activity, items, service.settings) \
+            if dataset_forms.names_a_dataset(items) else None
+        if found is None:
+            return form_page(activity)
+        values = {p.name: p.default for p in activity.parameters if p.default}
+        values.update(found.values, PHASE="RUN")
+        return form_page(activity, values=values, dataset=found.dataset.rows())
 
     @route(app, "POST", "/activities/<name>/form", operation=Operation(
         "submitForm", "create a job from the HTML form (303 to it, or 400 with the form)",

@@ -338,6 +338,7 @@ def test_the_gammapy_maps_form_opened_from_an_obscore_row_runs(
               f"{time.monotonic() - started:.1f} s")
         page.wait_for_function("() => { const i = document.querySelector('#result-preview img');"
                                " return i && i.complete && i.naturalWidth > 0; }")
+        page.locator("#result-preview img").scroll_into_view_if_needed()
         shots("job-from-dataset")
         assert page.get_attribute("#job", "data-phase") == "COMPLETED", page.inner_text("main")
         summary = json.loads(requests.get(

@@ -12,6 +12,18 @@
   "use strict";
 
   var KEY = "opus.samp.private-key";
+  var memory = {};  /* where the key lives if the tab has no sessionStorage */
+
+  function stored(value) {  /* read (no argument), write (a key) or forget (null) */
+    try {
+      if (value === undefined) { return sessionStorage.getItem(KEY); }
+      if (value === null) { sessionStorage.removeItem(KEY); } else { sessionStorage.setItem(KEY, value); }
+    } catch (error) {
+      if (value === undefined) { return memory.key || null; }
+      memory.key = value;
+    }
+    return null;
+  }
 
   function hubUrl() {
     var meta = document.querySelector('meta[name="samp-hub"]');
@@ -87,7 +99,7 @@
   }
 
   async function register() {
-    var known = sessionStorage.getItem(KEY);
+    var known = stored();
     if (known) { return known; }
     var answer = await call("samp.webhub.register", [{ "samp.name": "OPUS" }]);
     var key = answer["samp.private-key"];
@@ -96,7 +108,7 @@
       "samp.description.text": "OPUS job server: results and provenance of jobs",
       "samp.documentation.url": location.origin + "/"
     }]);
-    sessionStorage.setItem(KEY, key);
+    stored(key);
     return key;
   }
 
@@ -110,7 +122,7 @@
         return await call("samp.webhub.notifyAll", [key, message]);
       } catch (error) {
         if (!error.fault || attempt > 0) { throw error; }
-        sessionStorage.removeItem(KEY);  /* an unknown key: the hub restarted */
+        stored(null);  /* an unknown key: the hub restarted */
       }
     }
   }

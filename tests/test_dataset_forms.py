@@ -223,6 +223,8 @@ def test_a_value_that_converts_to_no_number_is_left_to_the_user() -> None:
     assert "emax" not in values and "em_min='0'" in problems["emax"]
     assert float(values["emin"]) == pytest.approx(0.0302, rel=1e-2)
     assert "dec" in problems and "dec" not in values
+    values, problems = prefill(maps, {"access_url": DatasetValue("https://archive/obs.fits")})
+    assert "datastore" not in values and "not a file of this server" in problems["datastore"]
 
 
 def test_the_service_descriptor_opened_for_a_dataset_creates_that_job(
@@ -265,6 +267,8 @@ def test_datasets_that_cannot_be_had_are_client_or_server_errors(
     assert bad.status_code == 200  # shown, not filled: the field says why
     assert "s_ra=&#39;north&#39;" in bad.text or "s_ra='north'" in html.fromstring(
         bad.content).text_content()
+    echo = requests.get(f"{gateway.url}/ui/activities/echo", params={"s_ra": "1"})
+    assert echo.status_code == 200 and "maps none of these fields" in echo.text
     twice = requests.get(form, params=[("s_ra", "1"), ("s_ra", "2")])
     assert twice.status_code == 400 and "s_ra" in twice.text
     control = requests.get(form, params={"obs_publisher_did": "a\x01b"})

@@ -21,7 +21,7 @@ activity is written here: only the ObsCore table, and the conversions any mappin
 - a ``file:`` URL (an ``access_url`` of a data centre's own disks) fills a parameter that
   is a server path (``xtype="opus:serverpath"``) with its path; the server's check of data
   folders (:mod:`opus.activities.server_paths`) then applies as to any typed value. An
-  ``http(s)`` URL fills it as it is, and the form says why it is refused.
+  ``http(s)`` URL does not fill it: the form says why.
 """
 
 from __future__ import annotations
@@ -142,11 +142,16 @@ def _converted(text: str, from_unit: str | None, to_unit: str | None) -> str:
 
 
 def _server_path(url: str) -> str:
-    """The path of a ``file:`` URL on this host (RFC 8089), else the text as it is."""
-    parts = urlsplit(url.strip())
+    """The path of a ``file:`` URL on this host (RFC 8089), or of an absolute path;
+    ValueError for anything else (an ``http`` URL is no file of this server)."""
+    text = url.strip()
+    parts = urlsplit(text)
     if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
         return unquote(parts.path)
-    return url.strip()
+    if text.startswith("/"):
+        return text
+    raise ValueError("not a file of this server (a file: URL or an absolute path); "
+                     "download it and give its path, or ask the operator")
 
 
 def prefill(activity: ActivityDescription, dataset: Mapping[str, DatasetValue]

@@ -2,8 +2,9 @@
 
 A form can be opened for a dataset found in an archive (an ObsCore row, IVOA ObsCore 1.1).
 The description says which of its parameters a dataset fills, in the standard way: the
-PARAM's ``utype`` is the ObsCore data model's utype of the field (ObsCore 1.1 section 3.3
-and table 6, e.g. ``obscore:Access.Reference`` for ``access_url``,
+PARAM's ``utype`` is the ObsCore data model's utype of the field (ObsCore 1.1, its table of
+the fields with their names, units and utypes; e.g. ``obscore:Access.Reference`` for
+``access_url``,
 ``obscore:Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C1`` for ``s_ra``)::
 
     <PARAM name="ra" datatype="double" unit="deg" ucd="pos.eq.ra;meta.main"
@@ -14,7 +15,7 @@ field, so a typo is an error of the file, not a silently empty form. Nothing abo
 activity is written here: only the ObsCore table, and the conversions any mapping needs:
 
 - a value with a unit is converted from the field's unit (the ``unit`` of the TAP result's
-  FIELD, else ObsCore's own, table 6) to the PARAM's ``unit``, with astropy's units and
+  FIELD, else ObsCore's own) to the PARAM's ``unit``, with astropy's units and
   their spectral equivalence, so ``em_min`` (a wavelength in m) fills an energy in TeV.
   Note the direction: the shortest wavelength, ``em_min``, is the highest energy; a
   description maps ``emax`` from ``em_min`` (its LoLimit utype) and ``emin`` from ``em_max``;
@@ -42,7 +43,7 @@ UTYPE_PREFIX = "obscore:"
 
 @dataclass(frozen=True)
 class ObsCoreField:
-    """One column of the ObsCore table (ObsCore 1.1 table 6)."""
+    """One column of the ObsCore table (ObsCore 1.1)."""
 
     name: str
     utype: str
@@ -51,7 +52,7 @@ class ObsCoreField:
 
 
 _C = "Char.SpatialAxis.Coverage."
-#: ObsCore 1.1 table 6: the mandatory fields and the optional ones a gateway shows.
+#: ObsCore 1.1: the mandatory fields and the optional ones a gateway shows.
 FIELDS: tuple[ObsCoreField, ...] = tuple(ObsCoreField(*row) for row in (
     ("dataproduct_type", "obscore:ObsDataset.dataProductType", None,
      "Data product (file content) primary type"),

@@ -353,7 +353,7 @@ class _Reader:
 
         utype = param.get("utype")
         if is_obscore_utype(utype) and field_of_utype(utype) is None:
-            self.problem(param, f"{name}: utype {utype!r} is no ObsCore 1.1 field (table 6; "
+            self.problem(param, f"{name}: utype {utype!r} is no ObsCore 1.1 field ("
                                 "e.g. obscore:Access.Reference for access_url)")
         default = param.get("value")
         description = ParameterDescription(

@@ -224,11 +224,11 @@ class Settings(BaseSettings):
     for a form opened from a dataset (``.../ui/activities/{name}?obs_publisher_did=...``);
     empty: only the ObsCore fields themselves can be passed."""
     obscore_table: str = Field(default="ivoa.obscore", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
-    """The ObsCore table of that service (ObsCore 1.1 section 4: ``ivoa.obscore``)."""
+    """The ObsCore table of that service (ObsCore 1.1 names it ``ivoa.obscore``)."""
     obscore_timeout: float = Field(default=10.0, gt=0)
     """Seconds the ObsCore TAP service may take to answer."""
     samp_hub_url: str = "http://localhost:21012/"
-    """Where the pages reach a SAMP hub's Web Profile (SAMP 1.3 section 5.2: port 21012 of
+    """Where the pages reach a SAMP hub's Web Profile (SAMP 1.3 section 5: port 21012 of
     the user's own machine); the pages' Content-Security-Policy allows connections there."""
 
     @classmethod

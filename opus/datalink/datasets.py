@@ -5,14 +5,14 @@ Two ways in, as a science gateway meets them:
 - the ObsCore fields themselves (``access_url``, ``s_ra``, ``s_dec``, ``t_min``...), as a
   DataLink client passes a row's columns to a service descriptor whose input PARAMs
   ``ref`` them (DataLink 1.1 section 4.3): :func:`dataset_from_fields`; the values are in
-  ObsCore's units (ObsCore 1.1 table 6);
-- the row's ``obs_publisher_did``, resolved by a TAP 1.1 synchronous query (section 2.3.3)
+  ObsCore's units (ObsCore 1.1);
+- the row's ``obs_publisher_did``, resolved by a TAP 1.1 synchronous query (``/sync``)
   of the ObsCore table of the TAP service the operator configured (settings
   ``obscore_tap_url``, ``obscore_table``): :class:`ObsCoreResolver`. The units are then the
   result FIELDs' own.
 
 The identifier reaches the ADQL text only as a string literal with its quotes doubled
-(ADQL 2.0 section 2.1.3), after a check of its length and characters; the TAP service is
+(ADQL 2.0 section 2.1, literals), after a check of its length and characters; the TAP service is
 the operator's, its answer is read with a size and time limit, and a TAP service that
 cannot answer is a temporary fault of this server (503), not the user's mistake.
 """

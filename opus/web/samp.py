@@ -2,11 +2,12 @@
 
 A page cannot open the desktop's SAMP connection itself; the Web Profile (SAMP 1.3
 section 5) lets it: the browser registers with the hub on the user's machine (XML-RPC over
-HTTP to ``http://localhost:21012/``, section 5.2; the hub asks the user to allow it) and
+HTTP to ``http://localhost:21012/``; the hub asks the user to allow it) and
 sends a notification to every subscribed client. The page does that in
 ``static/samp.js``, without anything from another site; here are what the pages need:
 
-- which message a result becomes (the SAMP MTypes of section 6.3 / the MType list):
+- which message a result becomes (SAMP 1.3 section 6, MTypes; these two are from the
+  IVOA's list of MTypes):
   a FITS file ``image.load.fits``, a VOTable (a result, the job's PROV-VOTABLE)
   ``table.load.votable``; other results have no SAMP button;
 - the source the pages' Content-Security-Policy must allow scripts to connect to (the hub,

@@ -6,7 +6,7 @@
  * allow it) and declares its metadata; each click sends samp.webhub.notifyAll. The private
  * key is kept for the browser tab (sessionStorage), so the user is asked once, and a key the
  * hub no longer knows (it restarted) is replaced once. XML-RPC (the Web Profile's
- * transport, section 5.2) is written and read here: strings, structs and arrays are all
+ * transport) is written and read here: strings, structs and arrays are all
  * SAMP uses. The buttons stay hidden without this script. */
 (function () {
   "use strict";

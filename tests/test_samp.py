@@ -175,6 +175,7 @@ def test_a_job_page_sends_its_results_and_provenance_to_a_samp_client(
             requests.get(f"{job_url}/results/image").content
         assert requests.get(params["url"]).content.startswith(b"SIMPLE  =")
         assert len(consent.asked) == 1 and consent.asked[0][0]["samp.name"] == "OPUS"
+        assert consent.asked[0][2] == gateway.url  # the hub shows the user who asks
 
         page.click("#result-table button.samp")
         mtype, params = receiver.next()
@@ -191,6 +192,15 @@ def test_a_job_page_sends_its_results_and_provenance_to_a_samp_client(
         assert job_id in prov.text
         assert len(consent.asked) == 1  # one registration for the tab
         shots("sent")
+
+        page.click("a.button:has-text('Provenance')")
+        page.click(".downloads button.samp")
+        mtype, params = receiver.next()
+        assert mtype == "table.load.votable" and "DEPTH" in params["url"]
+        assert requests.get(params["url"]).headers["Content-Type"].startswith(
+            "application/x-votable+xml")
+        shots("provenance-sent")
+        page.go_back()
 
         server.stop()  # no hub: the page says so
         page.click("#result-image button.samp")

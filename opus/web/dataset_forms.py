@@ -38,6 +38,8 @@ class DatasetForm:
     values: dict[str, str]
     problems: dict[str, str]
     dataset: Dataset
+    #: What the form shows: the defaults, the dataset's values, and "run now" checked.
+    form: dict[str, str]
 
 
 def names_a_dataset(items: list[tuple[str, str]]) -> bool:
@@ -53,4 +55,6 @@ def dataset_form(activity: ActivityDescription, items: list[tuple[str, str]],
     if dataset is None:
         return None
     values, problems = prefill(activity, dataset.values)
-    return DatasetForm(values, problems, dataset)
+    form = {p.name: p.default for p in activity.parameters if p.default is not None}
+    form.update(values, PHASE="RUN")
+    return DatasetForm(values, problems, dataset, form)

@@ -150,9 +150,7 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
             if dataset_forms.names_a_dataset(items) else None
         if found is None:
             return form_page(activity)
-        values = {p.name: p.default for p in activity.parameters if p.default}
-        values.update(found.values, PHASE="RUN")
-        return form_page(activity, values=values, dataset=found.dataset.rows())
+        return form_page(activity, values=found.form, dataset=found.dataset.rows())
 
     @route(app, "POST", "/activities/<name>/form", operation=Operation(
         "submitForm", "create a job from the HTML form (303 to it, or 400 with the form)",

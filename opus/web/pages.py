@@ -187,7 +187,8 @@ def install(app: bottle.Bottle, pages: Pages) -> None:
         response.set_header("Cache-Control", "public, max-age=3600")
         return response
 
-    def activity_page(name: str, status: int = 200, dataset: Any = None,
+    def activity_page(name: str, status: int = 200,
+                      dataset: dataset_forms.DatasetForm | None = None,
                       **state: Any) -> HTTPResponse:
         activity = registry.get(name)
         action = f"{root_url()}{UI}/activities/{activity.name}"
@@ -209,12 +210,9 @@ def install(app: bottle.Bottle, pages: Pages) -> None:
         items = query_parameters()
         source = single("from", items)
         if not source and dataset_forms.names_a_dataset(items):
-            activity = registry.get(name)
-            found = dataset_forms.dataset_form(activity, items, pages.settings)
+            found = dataset_forms.dataset_form(registry.get(name), items, pages.settings)
             if found is not None:
-                values = {p.name: p.default for p in activity.parameters if p.default}
-                values.update(found.values, PHASE="RUN")
-                return activity_page(name, values=values, dataset=found)
+                return activity_page(name, values=found.form, dataset=found)
         if not source:
             return activity_page(name)
         job = jobs.find(identity(), source, with_results=False)

@@ -26,10 +26,11 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from lxml import etree, html
+from lxml import html
 
 from conftest import ROOT, Server, start_server
 from opus.activities.votable import ActivityDescriptionError, parse_activity
+from vochecks import assert_valid_votable
 
 try:
     import gammapy  # noqa: F401
@@ -236,8 +237,8 @@ def test_the_service_descriptor_opened_for_a_dataset_creates_that_job(
     answer = requests.get(f"{gateway.url}/activities/gammapy_maps/datalink",
                           params={"obs_publisher_did": row["obs_publisher_did"]})
     assert answer.status_code == 200, answer.text
-    params = {p.get("name"): p.get("value") for p in etree.fromstring(answer.content).iter(
-        f"{{{VOTABLE_NS}}}PARAM")}
+    params = {p.get("name"): p.get("value") for p in assert_valid_votable(
+        answer.content).iter(f"{{{VOTABLE_NS}}}PARAM")}
     assert_prefilled(params, row)
     resource = next(r for r in parse(io.BytesIO(answer.content)).resources
                     if r.utype == "adhoc:service")

@@ -36,8 +36,8 @@ from urllib.parse import unquote, urlsplit
 from opus.activities.model import FLOAT_DATATYPES, INTEGER_DATATYPES, ActivityDescription
 from opus.activities.server_paths import is_server_path
 
-__all__ = ["BY_NAME", "FIELDS", "DatasetValue", "ObsCoreField", "field_of_utype", "is_obscore_utype",
-           "prefill"]
+__all__ = ["BY_NAME", "FIELDS", "DatasetValue", "ObsCoreField", "field_of_utype",
+           "is_obscore_utype", "prefill"]
 
 UTYPE_PREFIX = "obscore:"
 

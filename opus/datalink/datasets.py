@@ -33,7 +33,8 @@ from urllib.parse import urlencode
 from opus.activities.obscore import BY_NAME, FIELDS, DatasetValue
 from opus.errors import NotFoundError, ParameterError, ServiceUnavailableError
 
-__all__ = ["DID_FIELD", "Dataset", "ObsCoreResolver", "dataset_from_fields", "requested_dataset"]
+__all__ = ["DID_FIELD", "Dataset", "ObsCoreResolver", "dataset_from_fields",
+           "requested_dataset"]
 
 log = logging.getLogger(__name__)
 

@@ -219,7 +219,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
     # Science gateway: forms from an ObsCore dataset, SAMP hand-off (issue 14)
-    obscore_tap_url: str = ""
+    obscore_tap_url: str = Field(default="", pattern=r"^(https?://[A-Za-z0-9.:\[\]-]+(/\S*)?)?$")
     """Base URL of the TAP service whose ObsCore table resolves an ``obs_publisher_did``
     for a form opened from a dataset (``.../ui/activities/{name}?obs_publisher_did=...``);
     empty: only the ObsCore fields themselves can be passed."""
@@ -227,7 +227,8 @@ class Settings(BaseSettings):
     """The ObsCore table of that service (ObsCore 1.1 names it ``ivoa.obscore``)."""
     obscore_timeout: float = Field(default=10.0, gt=0)
     """Seconds the ObsCore TAP service may take to answer."""
-    samp_hub_url: str = "http://localhost:21012/"
+    samp_hub_url: str = Field(default="http://localhost:21012/",
+                              pattern=r"^https?://[A-Za-z0-9.:\[\]-]+(/\S*)?$")
     """Where the pages reach a SAMP hub's Web Profile (SAMP 1.3 section 5: port 21012 of
     the user's own machine); the pages' Content-Security-Policy allows connections there."""
 

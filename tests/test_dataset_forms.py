@@ -88,7 +88,8 @@ def votable_bytes(table: Table) -> bytes:
 class TapStandIn:
     """A TAP 1.1 sync endpoint of one ObsCore table that answers ``WHERE
     obs_publisher_did = '...'`` (the only query the server makes), and remembers the
-    queries; the identifier ``.../broken`` makes it fail as a server does."""
+    queries; the identifiers ``.../broken``, ``.../refused`` and ``.../huge`` make it fail
+    as a server does (HTTP 500), answer a TAP error document, or send 5 MB."""
 
     def __init__(self, table: Table) -> None:
         self.table, self.queries = table, []
@@ -111,6 +112,13 @@ class TapStandIn:
                     return
                 rows = outer.table[outer.table["obs_publisher_did"] == did]
                 data = votable_bytes(rows)
+                if did.endswith("/refused"):  # DALI 1.1 section 4.4: an error document
+                    data = (b'<?xml version="1.0"?><VOTABLE version="1.4" xmlns='
+                            b'"http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE type="results">'
+                            b'<INFO name="QUERY_STATUS" value="ERROR">table not found</INFO>'
+                            b'</RESOURCE></VOTABLE>')
+                elif did.endswith("/huge"):
+                    data = data.replace(b"</VOTABLE>", b" " * 5_000_000 + b"</VOTABLE>")
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-votable+xml")
                 self.send_header("Content-Length", str(len(data)))
@@ -264,6 +272,10 @@ def test_datasets_that_cannot_be_had_are_client_or_server_errors(
     assert tap.queries[-1].endswith("obs_publisher_did = 'x'' OR ''1''=''1'")
     broken = requests.get(form, params={"obs_publisher_did": "ivo://opus.test/broken"})
     assert broken.status_code == 503 and broken.headers["Retry-After"]
+    refused = requests.get(form, params={"obs_publisher_did": "ivo://opus.test/refused"})
+    assert refused.status_code == 503 and "table not found" in refused.text
+    huge = requests.get(form, params={"obs_publisher_did": "ivo://opus.test/huge"})
+    assert huge.status_code == 503 and "more than" in huge.text
     bad = requests.get(form, params={"access_url": "file:///x", "s_ra": "north"})
     assert bad.status_code == 200  # shown, not filled: the field says why
     assert "s_ra=&#39;north&#39;" in bad.text or "s_ra='north'" in html.fromstring(

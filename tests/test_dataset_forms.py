@@ -243,7 +243,7 @@ def test_the_service_descriptor_opened_for_a_dataset_creates_that_job(
 
     row = obscore[2]
     answer = requests.get(f"{gateway.url}/activities/gammapy_maps/datalink",
-                          params={"obs_publisher_did": row["obs_publisher_did"]})
+                          params={"ID": row["obs_publisher_did"]})  # as DataLink names it
     assert answer.status_code == 200, answer.text
     params = {p.get("name"): p.get("value") for p in assert_valid_votable(
         answer.content).iter(f"{{{VOTABLE_NS}}}PARAM")}

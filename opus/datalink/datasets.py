@@ -72,14 +72,17 @@ def _checked(name: str, text: str) -> str:
 
 def dataset_from_fields(items: Iterable[tuple[str, str]]) -> Dataset | None:
     """The dataset the request's ObsCore fields describe (None: it names none). Field names
-    compare case-insensitively (DALI 1.1 section 3.1); a field given twice is a 400."""
+    compare case-insensitively (DALI 1.1 section 3.1); a field given twice is a 400. ``ID``
+    is the ``obs_publisher_did``, as in a DataLink request (DataLink 1.1 section 3.2.1)."""
     values: dict[str, DatasetValue] = {}
     for key, text in items:
         name = key.strip().lower()
+        name = DID_FIELD if name == "id" else name
         if name not in BY_NAME:
             continue
         if name in values:
-            raise ParameterError(name, "given more than once")
+            raise ParameterError(name, "given more than once" + (
+                " (ID is the obs_publisher_did)" if name == DID_FIELD else ""))
         values[name] = DatasetValue(_checked(name, text), BY_NAME[name].unit)
     if not values:
         return None

@@ -27,6 +27,8 @@ DATASET_PARAMETERS = (
                 "ObsCore TAP service of the settings (obscore_tap_url); or pass the "
                 "dataset's ObsCore fields instead (access_url, s_ra, s_dec, t_min, t_max, "
                 "em_min, em_max, obs_id, ... in ObsCore 1.1 units)"),
+    query_param("ID", {"type": "string"}, "the same as obs_publisher_did, as a DataLink "
+                "request names a dataset"),
     query_param("access_url", {"type": "string"}, "the dataset's ObsCore access_url"),
 )
 
@@ -43,7 +45,8 @@ class DatasetForm:
 
 
 def names_a_dataset(items: list[tuple[str, str]]) -> bool:
-    return any(key.strip().lower() in BY_NAME for key, _ in items)
+    return any(key.strip().lower() in BY_NAME or key.strip().lower() == "id"
+               for key, _ in items)
 
 
 def dataset_form(activity: ActivityDescription, items: list[tuple[str, str]],

@@ -41,11 +41,11 @@ from pathlib import Path
 
 PARAMETERS = ("datastore", "obs_ids", "ra", "dec", "width", "binsz", "emin", "emax", "nbins",
               "projection", "offset_max", "correlation_radius", "exclusion_radius",
-              "background_method")
+              "background_method", "tmin", "tmax")
 DEFAULTS = {"obs_ids": "all", "ra": "83.63", "dec": "22.01", "width": "3", "binsz": "0.02",
             "emin": "0.5", "emax": "50", "nbins": "10", "projection": "CAR",
             "offset_max": "2.5", "correlation_radius": "0.1", "exclusion_radius": "0.3",
-            "background_method": "fov"}
+            "background_method": "fov", "tmin": "0", "tmax": "1000000"}
 MAX_VOXELS = 20_000_000  # counts cube size limit (pixels x energy bins): memory and time
 MAX_OBSERVATIONS = 500
 OUTPUTS = {"counts": "counts.fits", "exposure": "exposure.fits",
@@ -108,6 +108,8 @@ class Config:
     correlation_radius: float
     exclusion_radius: float
     background: str
+    tmin: float = 0.0
+    tmax: float = 1e6
 
 
 def parse_config(values: dict[str, str]) -> Config:
@@ -120,10 +122,14 @@ def parse_config(values: dict[str, str]) -> Config:
         raise InputError(f"datastore: must be an absolute path on the server (got {text!r})")
     if not datastore.exists():
         raise InputError(f"datastore: no such directory on the server: {text}")
+    if datastore.is_file():
+        # An observation's file (an ObsCore access_url names one): its data store.
+        datastore = datastore.parent
     if not datastore.is_dir():
         raise InputError(f"datastore: not a directory: {text}")
     if not any((datastore / f"hdu-index.fits{ext}").is_file() for ext in ("", ".gz")):
-        raise InputError(f"datastore: {text} has no hdu-index.fits(.gz); not a GADF data store")
+        raise InputError(f"datastore: {datastore} has no hdu-index.fits(.gz); not a GADF "
+                         "data store")
 
     ids_text = values.get("obs_ids", "").strip()
     obs_ids = None
@@ -158,7 +164,11 @@ def parse_config(values: dict[str, str]) -> Config:
         offset_max=number(values, "offset_max", 0.1, 10),
         correlation_radius=number(values, "correlation_radius", 0, 2),
         exclusion_radius=number(values, "exclusion_radius", 0, 10), background=background,
+        tmin=number(values, "tmin", 0, 1e6), tmax=number(values, "tmax", 0, 1e6),
     )
+    if config.tmin >= config.tmax:
+        raise InputError(f"tmin: must be less than tmax (got tmin={config.tmin:g}, "
+                         f"tmax={config.tmax:g} MJD)")
     if config.emin >= config.emax:
         raise InputError(f"emin: must be less than emax (got emin={config.emin:g} TeV, "
                          f"emax={config.emax:g} TeV)")
@@ -216,6 +226,19 @@ def select_observations(config: Config):
                          f"{type(error).__name__}: {error}") from None
     files = sorted({Path(store.hdu_table.hdu_location(obs_id=i, hdu_type="events").path())
                     for i in ids})
+    if (config.tmin, config.tmax) != (0.0, 1e6):
+        from astropy.time import Time
+
+        # MJD in TT, the time scale of GADF event lists (TIMESYS) and of their ObsCore rows.
+        interval = Time([config.tmin, config.tmax], format="mjd", scale="tt")
+        kept = [obs for obs in observations
+                if obs.tstop > interval[0] and obs.tstart < interval[1]]
+        if not kept:
+            raise InputError(f"tmin: no observation of {ids[:20]} overlaps MJD "
+                             f"{config.tmin:g} to {config.tmax:g}")
+        from gammapy.data import Observations
+
+        observations = Observations(kept).select_time(interval)
     return observations, files
 
 

@@ -521,7 +521,7 @@ def test_what_users_typed_stays_text_on_the_pages(web: Server) -> None:
         assert answer.status_code == 200, url
         document = html.fromstring(answer.content)
         assert [s.get("src", "").rsplit("/", 1)[-1] for s in document.xpath("//script")] \
-            == ["opus.js"], url
+            == ["opus.js", "samp.js"], url
         assert document.xpath("//*[@onerror]") == [] and "alert(2)</script>" not in answer.text
     page = html.fromstring(requests.get(f"{web.url}/ui/jobs/{job_id}").content)
     assert evil in page.xpath("string(//h1)")

@@ -24,6 +24,7 @@ The RESOURCE carries ``ID="opus-{name}"`` so that ``{links}`` responses can poin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from lxml import etree
@@ -51,13 +52,14 @@ def _text_param(parent: etree._Element, name: str, value: str, **attributes: str
                     **attributes)
 
 
-def _input_param(group: etree._Element, p: ParameterDescription) -> None:
+def _input_param(group: etree._Element, p: ParameterDescription, value: str | None) -> None:
     # A media type as xtype (the older OPUS dialect's application/octet-stream for a file)
     # is not a DALI 1.1 xtype (section 3.3): it is said in the DESCRIPTION instead.
     media_type = p.xtype if p.xtype and "/" in p.xtype else None
     param = _element(group, "PARAM", name=p.name, datatype=p.datatype, arraysize=p.arraysize,
                      xtype=None if media_type else p.xtype, unit=p.unit, ucd=p.ucd,
-                     utype=p.utype, value=p.default if p.default is not None else "")
+                     utype=p.utype, value=value if value is not None
+                     else p.default if p.default is not None else "")
     help_text = p.description or ""
     if media_type:
         help_text = f"{help_text} (a file of type {media_type}; uploads are not accepted " \
@@ -78,9 +80,12 @@ def _input_param(group: etree._Element, p: ParameterDescription) -> None:
             _element(values, "OPTION", value=option.value, name=option.name)
 
 
-def service_resource(activity: ActivityDescription, access_url: str) -> etree._Element:
+def service_resource(activity: ActivityDescription, access_url: str,
+                     values: Mapping[str, str] | None = None) -> etree._Element:
     """The ``adhoc:service`` RESOURCE describing the job list of ``activity`` at
-    ``access_url``; to be added to any VOTable (a ``{links}`` response, for instance)."""
+    ``access_url``; to be added to any VOTable (a ``{links}`` response, for instance).
+    ``values`` (by parameter name) replace the defaults: a descriptor opened for a dataset
+    carries what the dataset gives (DataLink 1.1 section 4.3)."""
     resource = _element(None, "RESOURCE", ID=f"opus-{activity.name}", name=activity.name,
                         type="meta", utype="adhoc:service")
     description = activity.description or f"Create a job of the OPUS activity {activity.name}"
@@ -93,7 +98,7 @@ def service_resource(activity: ActivityDescription, access_url: str) -> etree._E
 
     group = _element(resource, "GROUP", name="inputParams")
     for parameter in activity.parameters:
-        _input_param(group, parameter)
+        _input_param(group, parameter, (values or {}).get(parameter.name))
     phase = _text_param(group, "PHASE", "", utype="uws:Job.phase")
     _element(phase, "DESCRIPTION").text = "RUN to queue the job at once; leave empty to " \
                                           "create it PENDING (UWS 1.1 section 2.2.3.1)."
@@ -110,12 +115,13 @@ def service_resource(activity: ActivityDescription, access_url: str) -> etree._E
     return resource
 
 
-def service_descriptor(activity: ActivityDescription, access_url: str) -> bytes:
+def service_descriptor(activity: ActivityDescription, access_url: str,
+                       values: Mapping[str, str] | None = None) -> bytes:
     """A VOTable 1.4 document holding only the service descriptor of ``activity``."""
     root = _element(None, "VOTABLE", version="1.4")
     _element(root, "DESCRIPTION").text = f"DataLink service descriptor of the OPUS " \
                                          f"activity {activity.name}"
-    root.append(service_resource(activity, access_url))
+    root.append(service_resource(activity, access_url, values))
     # lxml has no type information: tostring() without encoding="unicode" gives bytes.
     return cast(bytes, etree.tostring(root, xml_declaration=True, encoding="UTF-8",
                                       pretty_print=True))

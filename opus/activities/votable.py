@@ -35,6 +35,7 @@ from opus.activities.model import (
     Option,
     ParameterDescription,
 )
+from opus.activities.obscore import field_of_utype, is_obscore_utype
 from opus.activities.validation import check_value, parse_arraysize, parse_number
 from opus.activities.votable_dialects import (
     ACTIVITY_FIELDS,
@@ -350,11 +351,15 @@ class _Reader:
             self.problem(values, f"{name}: MIN {low} is greater than MAX {high}")
             high = None
 
+        utype = param.get("utype")
+        if is_obscore_utype(utype) and field_of_utype(utype) is None:
+            self.problem(param, f"{name}: utype {utype!r} is no ObsCore 1.1 field ("
+                                "e.g. obscore:Access.Reference for access_url)")
         default = param.get("value")
         description = ParameterDescription(
             name=name, datatype=datatype, arraysize=arraysize,
             default=default if default not in ("", None) else None,
-            unit=param.get("unit"), ucd=param.get("ucd"), utype=param.get("utype"),
+            unit=param.get("unit"), ucd=param.get("ucd"), utype=utype,
             xtype=param.get("xtype"), description=self.description(param),
             minimum=low, maximum=high, minimum_inclusive=low_inclusive,
             maximum_inclusive=high_inclusive, options=tuple(options),

@@ -276,6 +276,19 @@ class Settings(BaseSettings):
     """Seconds an async TAP query may run (its executionDuration and statement_timeout)."""
     tap_async_lifetime: int = Field(default=7 * 86400, ge=60)
     """Seconds an async TAP job is kept after its creation (its destruction time)."""
+    # Science gateway: forms from an ObsCore dataset, SAMP hand-off (issue 14)
+    obscore_tap_url: str = Field(default="", pattern=r"^(https?://[A-Za-z0-9.:\[\]-]+(/\S*)?)?$")
+    """Base URL of the TAP service whose ObsCore table resolves an ``obs_publisher_did``
+    for a form opened from a dataset (``.../ui/activities/{name}?obs_publisher_did=...``);
+    empty: only the ObsCore fields themselves can be passed."""
+    obscore_table: str = Field(default="ivoa.obscore", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    """The ObsCore table of that service (ObsCore 1.1 names it ``ivoa.obscore``)."""
+    obscore_timeout: float = Field(default=10.0, gt=0)
+    """Seconds the ObsCore TAP service may take to answer."""
+    samp_hub_url: str = Field(default="http://localhost:21012/",
+                              pattern=r"^https?://[A-Za-z0-9.:\[\]-]+(/\S*)?$")
+    """Where the pages reach a SAMP hub's Web Profile (SAMP 1.3 section 5: port 21012 of
+    the user's own machine); the pages' Content-Security-Policy allows connections there."""
 
     @classmethod
     def settings_customise_sources(

@@ -32,11 +32,12 @@ from opus.activities.votable import write_activity
 from opus.auth import Authenticator
 from opus.errors import ClientError, ParameterError
 from opus.uws.service import JobService
-from opus.web import forms, vosi
+from opus.web import dataset_forms, forms, vosi
 from opus.web.html import HTML, activity_list
 from opus.web.http import (
     identity,
     prefers,
+    query_parameters,
     root_url,
     see_other,
     submitted_parameters,
@@ -125,11 +126,16 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
 
     @route(app, "GET", "/activities/<name>/datalink", operation=Operation(
         "getServiceDescriptor", "the DataLink 1.1 service descriptor of the activity",
-        responses(VOTABLE_OK, 404), tags=ACTIVITIES, parameters=(ACTIVITY_NAME,)))
+        responses(VOTABLE_OK, 400, 404, 503), tags=ACTIVITIES,
+        parameters=(ACTIVITY_NAME, *dataset_forms.DATASET_PARAMETERS)))
     def service_descriptor(name: str) -> HTTPResponse:
         activity = registry.get(name)
-        return _votable(datalink.service_descriptor(activity,
-                                                    f"{root_url()}/rest/{activity.name}"))
+        items = query_parameters()
+        found = dataset_forms.dataset_form(activity, items, service.settings) \
+            if dataset_forms.names_a_dataset(items) else None
+        return _votable(datalink.service_descriptor(
+            activity, f"{root_url()}/rest/{activity.name}",
+            found.values if found is not None else None))
 
     def form_page(activity: ActivityDescription, status: int = 200, **state: object
                   ) -> HTTPResponse:
@@ -139,10 +145,15 @@ def install(app: bottle.Bottle, registry: ActivityRegistry, service: JobService,
 
     @route(app, "GET", "/activities/<name>/form", operation=Operation(
         "getForm", "the HTML form that creates a job",
-        responses(ok("the form", PAGE), 404), tags=ACTIVITIES,
-        parameters=(ACTIVITY_NAME,)))
+        responses(ok("the form", PAGE), 400, 404, 503), tags=ACTIVITIES,
+        parameters=(ACTIVITY_NAME, *dataset_forms.DATASET_PARAMETERS)))
     def form(name: str) -> HTTPResponse:
-        return form_page(registry.get(name))
+        activity, items = registry.get(name), query_parameters()
+        found = dataset_forms.dataset_form(activity, items, service.settings) \
+            if dataset_forms.names_a_dataset(items) else None
+        if found is None:
+            return form_page(activity)
+        return form_page(activity, values=found.form, dataset=found.dataset.rows())
 
     @route(app, "POST", "/activities/<name>/form", operation=Operation(
         "submitForm", "create a job from the HTML form (303 to it, or 400 with the form)",

@@ -160,12 +160,15 @@ def _field(p: ParameterDescription, value: str | None, invalid: bool,
 
 def render_form(activity: ActivityDescription, action: str,
                 values: Mapping[str, str] | None = None, error: str | None = None,
-                invalid: str | None = None) -> str:
+                invalid: str | None = None,
+                dataset: Sequence[tuple[str, str, str, str]] = ()) -> str:
     """The form page of ``activity`` posting to ``action``.
 
     ``values`` are the user's previous values (by parameter name, and the control fields
     RUNID, EXECUTIONDURATION, PHASE); without them the defaults are shown and "run now" is
     checked. ``error`` is shown above the form and beside the field ``invalid`` names.
+    ``dataset`` (name, value, unit, description of each ObsCore field) is the dataset the
+    form was opened for (:mod:`opus.web.dataset_forms`), shown after the form.
     """
     parts = [f"<h1>{esc(activity.name)}</h1>"]
     if activity.description:
@@ -175,6 +178,12 @@ def render_form(activity: ActivityDescription, action: str,
     if error:
         parts.append(f'<p class="error" role="alert">{esc(error)}</p>')
     parts.append(form_element(activity, action, values, error, invalid))
+    if dataset:
+        rows = "".join(f'<tr><th scope="row" title="{esc(description)}">{esc(name)}</th>'
+                       f"<td>{esc(value)} {esc(unit)}</td></tr>"
+                       for name, value, unit, description in dataset)
+        parts.append(f'<section id="dataset"><h2>The dataset</h2><table>{rows}</table>'
+                     "</section>")
     return page(f"OPUS: {activity.name}", "\n".join(parts))
 
 

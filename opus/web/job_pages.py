@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import bottle
 from bottle import HTTPResponse
@@ -41,6 +41,7 @@ from opus.web.openapi_schemas import JOB_ID, form_body
 from opus.web.pages import UI, F, Pages, on_page, page_operation
 from opus.web.previews import Preview, log_tail, preview
 from opus.web.routing import Operation
+from opus.web.samp import samp_mtype
 
 #: Results previewed on one page (the others are listed, downloadable).
 MAX_PREVIEWS = 30
@@ -69,7 +70,8 @@ def install(app: bottle.Bottle, pages: Pages) -> None:
         logs: list[dict[str, Any]] = []
         for position, result in enumerate(job.results):
             entry: dict[str, Any] = {
-                "result": result, "url": f"{rest}/results/{quote(result.result_id, safe='')}"}
+                "result": result, "url": f"{rest}/results/{quote(result.result_id, safe='')}",
+                "samp": samp_mtype(result.mime_type)}
             try:
                 if position >= MAX_PREVIEWS:
                     raise NotFoundError("no preview: too many results on one page")
@@ -95,6 +97,9 @@ def install(app: bottle.Bottle, pages: Pages) -> None:
         active = job.phase in ACTIVE_PHASES
         return {
             "job": job, "activity": jobs.activity(job.activity), "rest_url": rest,
+            "prov_votable_url": f"{root_url()}/provsap?" + urlencode(
+                {"ID": f"opus:act-{job.job_id}", "DEPTH": "ALL",
+                 "RESPONSEFORMAT": "application/x-votable+xml"}),
             "results": results, "logs": sorted(logs, key=lambda e: e["result"].result_id,
                                                reverse=True),
             "quote": jobs.quote(job), "elapsed": elapsed,

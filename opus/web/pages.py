@@ -49,7 +49,7 @@ from opus.provenance.provsap import CONTENT_TYPES, local_id, parse_query
 from opus.uws import params
 from opus.uws.models import Phase
 from opus.uws.service import JobService
-from opus.web import forms
+from opus.web import dataset_forms, forms, samp
 from opus.web.html import HTML
 from opus.web.http import (
     identity,
@@ -123,6 +123,11 @@ class Pages:
             self.version = metadata.version("opus")
         except metadata.PackageNotFoundError:
             self.version = "dev"
+        # The pages' scripts may reach the user's SAMP hub (opus/web/samp.py), nothing else.
+        hub = samp.connect_source(settings.samp_hub_url)
+        self.headers = dict(SECURITY_HEADERS)
+        if hub:
+            self.headers["Content-Security-Policy"] += f"; connect-src 'self' {hub}"
 
     def cookie_path(self) -> str:
         return request.script_name or "/"
@@ -139,9 +144,10 @@ class Pages:
             here += f"?{request.query_string}"
         body = render(template, **self.urls(), user=user, version=self.version, here=here,
                       signed_in=signed_in(request.environ), csrf_field=CSRF_FIELD,
-                      csrf=session_csrf(request.environ), **context)
+                      csrf=session_csrf(request.environ),
+                      samp_hub=self.settings.samp_hub_url, **context)
         response = HTTPResponse(body=body, status=status,
-                                headers={"Content-Type": HTML, **SECURITY_HEADERS})
+                                headers={"Content-Type": HTML, **self.headers})
         if request.environ.get(STALE):
             self.sessions.sign_out(response, self.cookie_path())
         return response
@@ -181,22 +187,32 @@ def install(app: bottle.Bottle, pages: Pages) -> None:
         response.set_header("Cache-Control", "public, max-age=3600")
         return response
 
-    def activity_page(name: str, status: int = 200, **state: Any) -> HTTPResponse:
+    def activity_page(name: str, status: int = 200,
+                      dataset: dataset_forms.DatasetForm | None = None,
+                      **state: Any) -> HTTPResponse:
         activity = registry.get(name)
         action = f"{root_url()}{UI}/activities/{activity.name}"
         form = forms.form_element(activity, action, hidden={
             CSRF_FIELD: session_csrf(request.environ)} if signed_in(request.environ)
             else None, **state)
         return respond("activity.html", status, activity=activity, form=Markup(form),
+                       dataset=dataset,
                        error=state.get("error"), invalid=state.get("invalid"),
                        field_id=forms.field_id(activity, state.get("invalid")))
 
     @page_route("GET", f"{UI}/activities/<name>", page_operation(
-        "activityPage", "the activity and its form", 404,
+        "activityPage", "the activity and its form (prefilled from a job, or a dataset)",
+        400, 404, 503,
         parameters=(ACTIVITY_NAME, query_param(
-            "from", {"type": "string"}, "a job whose parameters fill the form"))))
+            "from", {"type": "string"}, "a job whose parameters fill the form"),
+            *dataset_forms.DATASET_PARAMETERS)))
     def activity_form(name: str) -> HTTPResponse:
-        source = single("from", query_parameters())
+        items = query_parameters()
+        source = single("from", items)
+        if not source and dataset_forms.names_a_dataset(items):
+            found = dataset_forms.dataset_form(registry.get(name), items, pages.settings)
+            if found is not None:
+                return activity_page(name, values=found.form, dataset=found)
         if not source:
             return activity_page(name)
         job = jobs.find(identity(), source, with_results=False)

@@ -37,6 +37,7 @@ from opus.config import Settings
 from opus.errors import NotFoundError, ParameterError, PayloadTooLargeError, \
     TooManyRequestsError
 from opus.storage import dispatch
+from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.storage.jobs import JobStore
 from opus.uws import params
 from opus.uws.models import Job, JobResult, Phase, utcnow
@@ -186,7 +187,10 @@ class Limits:
         if not estimate:
             return None
         if job.phase in {Phase.PENDING, Phase.QUEUED}:
-            ahead = dispatch.ahead_of(self.store.engine, job.job_id)
+            try:
+                ahead = dispatch.ahead_of(self.store.engine, job.job_id)
+            except DATABASE_UNAVAILABLE:  # a quote may be unknown (section 2.1.6)
+                return None
             rounds = ahead // self.settings.effective_concurrency + 1
             return utcnow() + dt.timedelta(seconds=estimate * rounds)
         if job.phase == Phase.EXECUTING and job.start_time is not None:

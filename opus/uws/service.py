@@ -155,10 +155,7 @@ class JobService:
     def quote(self, job: Job) -> dt.datetime | None:
         """When the job is expected to complete (UWS 1.1 section 2.1.6): its real place in
         the fair queue (:meth:`opus.uws.limits.Limits.quote`)."""
-        try:
-            return self.limits.quote(job)
-        except DATABASE_UNAVAILABLE:  # a quote may be unknown (section 2.1.6)
-            return None
+        return self.limits.quote(job)
 
     # -- creation and changes ----------------------------------------------------------
     def create(self, identity: Identity, activity_name: str,

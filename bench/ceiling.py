@@ -23,6 +23,7 @@ from typing import Any
 
 import bottle
 import sqlalchemy as sa
+from hello import serve_like_opus  # bench/ is on the path of a script run from it
 
 metadata = sa.MetaData()
 jobs = sa.Table(
@@ -71,8 +72,6 @@ def make_app(database_url: str) -> bottle.Bottle:
 
 
 def main() -> None:
-    from gunicorn.app.base import BaseApplication
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8101)
@@ -91,30 +90,7 @@ def main() -> None:
     subprocess.run([sys.executable, __file__, "--create-only", "--database-url",
                     args.database_url], check=True)
 
-    class Application(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            # Mirror of opus/serving.py gunicorn_options (without OPUS's connection caps).
-            options = {
-                "bind": f"{args.host}:{args.port}",
-                "workers": args.workers,
-                "worker_class": args.worker_class,
-                "threads": 1 if args.worker_class == "gevent" else args.threads,
-                "worker_connections": 4096 + 64,
-                "backlog": 2048,
-                "timeout": 120,
-                "graceful_timeout": 5,
-                "keepalive": args.keepalive,
-                "accesslog": None,
-                "loglevel": "warning",
-                "control_socket_disable": True,
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return make_app(args.database_url)
-
-    Application().run()
+    serve_like_opus(args, lambda: make_app(args.database_url), loglevel="warning")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from typing import Any
+from typing import Any, Callable
 
 import bottle
 
@@ -42,21 +42,15 @@ def create(activity: str) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(status=303, headers={"Location": location})
 
 
-def main() -> None:
+def serve_like_opus(args: argparse.Namespace, load: Callable[[], Any],
+                    loglevel: str = "info") -> None:
+    """Run gunicorn in this process for the app ``load()`` gives, with the options of
+    opus/serving.py ``gunicorn_options`` (without OPUS's connection caps); bench/ceiling.py
+    uses it too, so the three servers of bench/uws.py differ only in their application."""
     from gunicorn.app.base import BaseApplication
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=256)
-    parser.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent")
-    parser.add_argument("--keepalive", type=int, default=75)
-    args = parser.parse_args()
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            # Mirror of opus/serving.py gunicorn_options (without OPUS's connection caps).
             options = {
                 "bind": f"{args.host}:{args.port}",
                 "workers": args.workers,
@@ -68,16 +62,27 @@ def main() -> None:
                 "graceful_timeout": 5,
                 "keepalive": args.keepalive,
                 "accesslog": None,
-                "loglevel": "info",
+                "loglevel": loglevel,
                 "control_socket_disable": True,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return app
+            return load()
 
     Application().run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=256)
+    parser.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent")
+    parser.add_argument("--keepalive", type=int, default=75)
+    serve_like_opus(parser.parse_args(), lambda: app)
 
 
 if __name__ == "__main__":

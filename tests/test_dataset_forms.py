@@ -307,21 +307,7 @@ def test_an_obscore_utype_that_names_no_field_is_an_error_of_the_description() -
 
 
 # -- in the browser: open the form from an ObsCore row, submit it, the job completes ------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from test_web_client import CHROMIUM, CHROMIUM_ARGS, browser_problem
-
-    problem = browser_problem()
-    if problem:
-        if os.environ.get("OPUS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"OPUS_REQUIRE_BROWSER=1 but {problem}", pytrace=False)
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+from test_web_client import browser  # noqa: E402,F401  (Chromium, one launch per module)
 
 
 def test_the_gammapy_maps_form_opened_from_an_obscore_row_runs(

@@ -119,21 +119,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, hub: tuple[SAMPHubServer, 
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from test_web_client import CHROMIUM, CHROMIUM_ARGS, browser_problem
-
-    problem = browser_problem()
-    if problem:
-        if os.environ.get("OPUS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"OPUS_REQUIRE_BROWSER=1 but {problem}", pytrace=False)
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+from test_web_client import browser  # noqa: E402,F401  (Chromium, one launch per module)
 
 
 def test_the_pages_may_connect_to_the_hub_and_nowhere_else(

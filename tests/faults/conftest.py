@@ -149,6 +149,9 @@ def deploy(server_factory, faults_activities: Path, tmp_path: Path
     made: list[Deployment] = []
 
     def make(schedulers: int = 1, **settings: object) -> Deployment:
+        # The bursts are one anonymous owner's: they test faults, not the active-job limit
+        # (README, Limits), which tests/security/test_limits.py covers.
+        settings.setdefault("max_active_jobs", 0)
         server = server_factory(scheduler=False, activities_dir=faults_activities,
                                 **settings)
         deployment = Deployment(server, tmp_path)

@@ -55,6 +55,9 @@ class Targets:
     entity: str
     replay_id: str
     secret: str
+    #: ProvTAP async (PostgreSQL): alice's COMPLETED query job and her ERROR one.
+    tap_done: str = UNKNOWN_JOB
+    tap_failed: str = UNKNOWN_JOB
 
     def pending(self) -> str:
         """A fresh PENDING echo job of alice's (for the routes that change a job)."""
@@ -94,6 +97,34 @@ PAGE_KEY, PAGE_JOB = "/ui/jobs/{job_id}", "/ui/jobs/{job}"
 #: ProvTAP: alice's entity, with the job that made it (the owners' row).
 ENTITY_QUERY = {"LANG": "ADQL", "REQUEST": "doQuery",
                 "QUERY": "SELECT id, job_id, name FROM provenance.entity WHERE id = '{entity}'"}
+
+
+#: A TAP async job route as OpenAPI names it, and as the matrix calls it.
+TAP_KEY = "/tap/async/{job_id}"
+
+
+def tap_job(suffix: str = "", which: str = "done", **data: str
+            ) -> Callable[[Targets, str], tuple[str, dict[str, Any]]]:
+    """A call on one of alice's TAP async jobs: her COMPLETED one ("done"), her ERROR one
+    ("failed") or a new PENDING one made for this call ("fresh", for the changes)."""
+    def call(t: Targets, job: str) -> tuple[str, dict[str, Any]]:
+        if which == "fresh" and t.tap_done != UNKNOWN_JOB:  # (SQLite: 501 to all)
+            created = t.world["alice"].post(f"{t.world.url}/tap/async", allow_redirects=False,
+                                            data={"LANG": "ADQL", "QUERY": TAP_QUERY})
+            assert created.status_code == 303, created.text
+            tap_id = created.headers["Location"].rsplit("/", 1)[1]
+        else:
+            tap_id = t.tap_failed if which == "failed" else t.tap_done  # or UNKNOWN_JOB
+        return f"/tap/async/{tap_id}{suffix}", {"data": data} if data else {}
+    return call
+
+
+def tap_door(suffix: str = "", which: str = "done", **data: str) -> Door:
+    return Door("job", tap_job(suffix, which, **data), needs_postgresql=True)
+
+
+#: A query for the PENDING TAP jobs of the matrix.
+TAP_QUERY = "SELECT TOP 1 id FROM provenance.entity"
 
 
 def sign_in_as_carol(t: Targets, job: str) -> tuple[str, dict[str, Any]]:
@@ -192,6 +223,29 @@ DOORS: dict[tuple[str, str], Door] = {
                                needs_postgresql=True),
     ("POST", "/tap/sync"): Door("rows", send("/tap/sync", **ENTITY_QUERY),
                                 needs_postgresql=True),
+    ("GET", "/tap/examples"): Door("open", get("/tap/examples"), needs_postgresql=True),
+    # ProvTAP async: the caller's own list and jobs; alice's jobs are hers (403 to others,
+    # as OPUS's UWS jobs); changes go to a new PENDING job of hers made for each call.
+    ("GET", "/tap/async"): Door("open", get("/tap/async"), needs_postgresql=True),
+    ("POST", "/tap/async"): Door("open", send("/tap/async", **ENTITY_QUERY),
+                                 needs_postgresql=True),
+    ("GET", TAP_KEY): tap_door(),
+    ("POST", TAP_KEY): tap_door(which="fresh", ACTION="DELETE"),
+    ("DELETE", TAP_KEY): tap_door(which="fresh"),
+    ("GET", TAP_KEY + "/phase"): tap_door("/phase"),
+    ("POST", TAP_KEY + "/phase"): tap_door("/phase", "fresh", PHASE="ABORT"),
+    ("GET", TAP_KEY + "/executionduration"): tap_door("/executionduration"),
+    ("POST", TAP_KEY + "/executionduration"): tap_door("/executionduration", "fresh",
+                                                       EXECUTIONDURATION="30"),
+    ("GET", TAP_KEY + "/destruction"): tap_door("/destruction"),
+    ("POST", TAP_KEY + "/destruction"): tap_door("/destruction", "fresh", DESTRUCTION=TOMORROW),
+    ("GET", TAP_KEY + "/quote"): tap_door("/quote"),
+    ("GET", TAP_KEY + "/owner"): tap_door("/owner"),
+    ("GET", TAP_KEY + "/parameters"): tap_door("/parameters"),
+    ("POST", TAP_KEY + "/parameters"): tap_door("/parameters", "fresh", MAXREC="5"),
+    ("GET", TAP_KEY + "/results"): tap_door("/results"),
+    ("GET", TAP_KEY + "/results/result"): tap_door("/results/result"),
+    ("GET", TAP_KEY + "/error"): tap_door("/error", "failed"),
 }
 
 
@@ -202,7 +256,7 @@ def world(backend: str, activities_dir: Path, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="module")
-def targets(world: World) -> Targets:
+def targets(world: World, backend: str) -> Targets:
     secret = unique("matrix secret")
     job = world.run("alice", "echo", text=secret)
     entity = world.entities("alice", job)["forth:output"]
@@ -210,8 +264,28 @@ def targets(world: World) -> Targets:
                                    data={"ID": job.rsplit("/", 1)[1], "PHASE": "PENDING"},
                                    allow_redirects=False)
     assert replayed.status_code == 303, replayed.text
-    return Targets(world, job.rsplit("/", 1)[1], entity,
-                   replayed.headers["Location"].rsplit("/", 1)[1], secret)
+    targets = Targets(world, job.rsplit("/", 1)[1], entity,
+                      replayed.headers["Location"].rsplit("/", 1)[1], secret)
+    if backend == "postgresql":  # alice's ProvTAP async jobs, one ended well, one not
+        targets.tap_done = tap_query(world, ENTITY_QUERY["QUERY"].format(entity=entity),
+                                     "COMPLETED")
+        targets.tap_failed = tap_query(world, "SELECT nothing FROM provenance.entity",
+                                       "ERROR")
+    return targets
+
+
+def tap_query(world: World, query: str, phase: str) -> str:
+    """The id of a ProvTAP async job of alice's, run to ``phase``."""
+    created = world["alice"].post(f"{world.url}/tap/async", allow_redirects=False,
+                                  data={"LANG": "ADQL", "QUERY": query, "PHASE": "RUN"})
+    assert created.status_code == 303, created.text
+    url = created.headers["Location"]
+    deadline = dt.datetime.now() + dt.timedelta(seconds=60)
+    while (now := world["alice"].get(f"{url}/phase").text) in ("QUEUED", "EXECUTING"):
+        assert dt.datetime.now() < deadline, f"{url}: still {now}"
+        world["alice"].get(url, params={"WAIT": "5", "PHASE": now})  # until it changes
+    assert now == phase, f"{url}: {now}"
+    return url.rsplit("/", 1)[1]
 
 
 def routes(world: World) -> set[tuple[str, str]]:

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dataclasses
 
@@ -38,6 +39,18 @@ BIN = Path(__file__).resolve().parent / "bin"
 PG_ADMIN_URL = os.environ.get("OPUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 UWS_NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0",
           "xlink": "http://www.w3.org/1999/xlink"}
+
+
+def until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition",
+          interval: float = 0.1) -> Any:
+    """Poll ``condition`` for what no event announces (a process leaving the process table,
+    a heartbeat written, a line logged) until it gives a true value, which is returned;
+    fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+    return value
 
 
 def free_port() -> int:

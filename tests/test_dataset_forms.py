@@ -307,47 +307,37 @@ def test_an_obscore_utype_that_names_no_field_is_an_error_of_the_description() -
 
 
 # -- in the browser: open the form from an ObsCore row, submit it, the job completes ------
-from test_web_client import browser  # noqa: E402,F401  (Chromium, one launch per module)
+from test_web_client import browser, page, shots  # noqa: E402,F401  (Chromium)
 
 
 def test_the_gammapy_maps_form_opened_from_an_obscore_row_runs(
-        gateway: Server, obscore: Table, browser: Any, tmp_path: Path) -> None:
-    from test_web_client import JOB_PAGE, Shots
+        gateway: Server, obscore: Table, page: Any, shots: Any) -> None:
+    from test_web_client import JOB_PAGE
 
     row = obscore[0]
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    shots = Shots(page, tmp_path / "screenshots")
-    print(f"screenshots in {shots.directory}")
-    try:
-        page.goto(f"{gateway.url}/ui/activities/gammapy_maps?"
-                  f"obs_publisher_did={row['obs_publisher_did']}")
-        assert page.input_value("#p-datastore") == row["access_url"][len("file://"):]
-        assert float(page.input_value("#p-ra")) == pytest.approx(float(row["s_ra"]))
-        assert page.input_value("#p-obs_ids") == row["obs_id"]
-        assert page.is_visible("#dataset") and row["obs_publisher_did"] in \
-            page.inner_text("#dataset")
-        shots("form-from-dataset")
-        page.fill("#c-runid", "from ObsCore")
-        page.click("button:has-text('Create job')")
-        page.wait_for_url(JOB_PAGE)
-        started = time.monotonic()
-        page.wait_for_selector("#job:is([data-phase=COMPLETED], [data-phase=ERROR])",
-                               timeout=300_000)
-        print(f"gammapy_maps job from an ObsCore row followed for "
-              f"{time.monotonic() - started:.1f} s")
-        page.wait_for_function("() => { const i = document.querySelector('#result-preview img');"
-                               " return i && i.complete && i.naturalWidth > 0; }")
-        page.locator("#result-preview img").scroll_into_view_if_needed()
-        shots("job-from-dataset")
-        assert page.get_attribute("#job", "data-phase") == "COMPLETED", page.inner_text("main")
-        summary = json.loads(requests.get(
-            f"{gateway.url}/rest/gammapy_maps/{JOB_PAGE.search(page.url).group(1)}"
-            "/results/summary").text)
-        assert summary["obs_ids"] == [int(row["obs_id"])]
-    finally:
-        context.close()
-    assert errors == [], errors
+    page.set_viewport_size({"width": 1300, "height": 900})  # the form and the dataset
+    page.goto(f"{gateway.url}/ui/activities/gammapy_maps?"
+              f"obs_publisher_did={row['obs_publisher_did']}")
+    assert page.input_value("#p-datastore") == row["access_url"][len("file://"):]
+    assert float(page.input_value("#p-ra")) == pytest.approx(float(row["s_ra"]))
+    assert page.input_value("#p-obs_ids") == row["obs_id"]
+    assert page.is_visible("#dataset") and row["obs_publisher_did"] in \
+        page.inner_text("#dataset")
+    shots("form-from-dataset")
+    page.fill("#c-runid", "from ObsCore")
+    page.click("button:has-text('Create job')")
+    page.wait_for_url(JOB_PAGE)
+    started = time.monotonic()
+    page.wait_for_selector("#job:is([data-phase=COMPLETED], [data-phase=ERROR])",
+                           timeout=300_000)
+    print(f"gammapy_maps job from an ObsCore row followed for "
+          f"{time.monotonic() - started:.1f} s")
+    page.wait_for_function("() => { const i = document.querySelector('#result-preview img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
+    page.locator("#result-preview img").scroll_into_view_if_needed()
+    shots("job-from-dataset")
+    assert page.get_attribute("#job", "data-phase") == "COMPLETED", page.inner_text("main")
+    summary = json.loads(requests.get(
+        f"{gateway.url}/rest/gammapy_maps/{JOB_PAGE.search(page.url).group(1)}"
+        "/results/summary").text)
+    assert summary["obs_ids"] == [int(row["obs_id"])]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UWS_NS, Server
+from conftest import UWS_NS, Server, until
 
 
 @pytest.fixture
@@ -22,17 +22,6 @@ def exec_server(server_factory, activities_dir: Path) -> Server:
 def pids_with(marker: str) -> list[int]:
     found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
-
-
-def until(condition, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Wait for something no event announces (a process leaving the process table)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def summary(document) -> str:  # type: ignore[no-untyped-def]

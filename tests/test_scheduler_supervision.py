@@ -9,29 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyvo.io.vosi
 import sqlalchemy as sa
 
-from conftest import ROOT, UWS_NS, Server, opus_environment, start_server
+from conftest import ROOT, UWS_NS, Server, opus_environment, start_server, until
 from opus.storage.claims import ClaimStore
 from opus.storage.engine import make_engine
 from opus.storage.events import JobEvents, Transport
 from opus.storage.jobs import JobStore
 from opus.uws.models import Job, Phase, utcnow
-
-
-def until(condition, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll for what no event announces (a process restarted, a heartbeat written)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def start_scheduler(server: Server, log_path: Path, **settings: object

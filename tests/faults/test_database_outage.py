@@ -20,6 +20,7 @@ import pytest
 import requests
 from lxml import etree
 
+from conftest import until
 from faults.outages import (LONG, UWS, Burst, TcpProxy, fault_activities, final_phases, listed_jobs,
                      postgres_cluster_problem, restart_postgres, root_conftest, runs_of,
                      wait_for_log)
@@ -46,14 +47,6 @@ def proxied(database: str, tmp_path: Path) -> Iterator[tuple[Any, TcpProxy]]:
     yield server, proxy
     server.stop()
     proxy.close()
-
-
-def until(condition: Any, timeout: float = 120.0) -> None:
-    """Poll ``condition`` (the burst's progress has no event) until true, or fail."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the burst made no progress"
-        time.sleep(0.1)
 
 
 def request_every_route(server: Any, job_id: str) -> list[tuple[str, str, int, bool]]:
@@ -137,10 +130,12 @@ def test_postgresql_restarted_mid_burst(database: str, tmp_path: Path) -> None:
         burst = Burst(server.url, "count", CLIENTS).start()
         for _ in range(RESTARTS):
             before = len(burst.accepted)
-            until(lambda: len(burst.accepted) >= before + CLIENTS)  # under way
+            until(lambda: len(burst.accepted) >= before + CLIENTS, 120,
+                  "the burst to go on")
             restart_postgres(DOWN)
             after = len(burst.accepted)
-            until(lambda: len(burst.accepted) >= after + CLIENTS)  # accepting again
+            until(lambda: len(burst.accepted) >= after + CLIENTS, 120,
+                  "creations to be accepted again")
         burst.stop()
         final = final_phases(server.url, burst.accepted)
         figures = burst.summary(f"PostgreSQL restarted {RESTARTS}x ({DOWN:g} s) under "

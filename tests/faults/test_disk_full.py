@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from conftest import until
 from faults.outages import (LONG, UWS, fault_activities, final_phases, listed_jobs, root_conftest,
                      runs_of, tmpfs)
 
@@ -92,8 +93,8 @@ def cycle(server: Any, session: requests.Session, disk: Any,
     # a job queued now is held, not failed
     response = post(held + "/phase", data={"PHASE": "RUN"})
     assert response.status_code == 303, response.text
-    while server.log().count("QUEUED jobs held") < number:  # polled: no event for it
-        time.sleep(0.2)
+    until(lambda: server.log().count("QUEUED jobs held") >= number, 60,
+          "the scheduler to hold the QUEUED job")  # polled: no event for it
     assert phase_of(session, held) == "QUEUED"
     disk.fill()  # whatever the filling job left
     # creation and uploads: 507 with Retry-After, nothing kept

@@ -1,27 +1,17 @@
 """Scheduler faults (issue 13): the scheduler SIGKILLed mid-burst, two schedulers on one
-database, slurmd stopped mid-job. Every job ends once: lost = 0, duplicated = 0."""
+database (slurmd stopped mid-job: test_slurmd_faults.py). Every job ends once: lost = 0, duplicated = 0."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
 
-from conftest import ROOT
+from conftest import until
 from faults.conftest import Deployment, report, scale
-
-
-def until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll for what no event announces (a process restarted)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def progressed(deployment: Deployment, urls: list[str], beyond: int) -> int:
@@ -103,44 +93,4 @@ def test_two_schedulers_on_one_database(deploy, backend: str) -> None:
     phases = deployment.phases(urls)
     lost, duplicated = tally(f"two schedulers, leader killed x{rounds} [{backend}]",
                              deployment, urls, phases, started, completed)
-    assert (lost, duplicated) == (0, 0)
-
-
-@pytest.fixture
-def sqlite_only(backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("the cluster is under test here (SQLite only, as tests/test_slurm_jobs)")
-
-
-def _cluster(action: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "slurm_cluster.sh"), action], check=True,
-                   capture_output=True, timeout=120)
-
-
-@pytest.mark.usefixtures("sqlite_only", "slurm_available")
-def test_slurmd_stopped_mid_job(deploy, backend: str) -> None:
-    """slurmd stopped while jobs run on SLURM: each job ends in a clear state (COMPLETED,
-    or ERROR naming the node failure), nothing stays EXECUTING, none runs twice."""
-    deployment = deploy(manager="slurm")
-    started = time.monotonic()
-    # Two long jobs on the node when slurmd stops (short profile: they outlive slurmd and
-    # report; long: they outlast slurmctld's SlurmdTimeout, the node is declared down and
-    # they end with NODE_FAIL), and short ones queued behind them, which run once slurmd
-    # is back.
-    urls = deployment.create_many("count", 2, duration=str(scale(15, 120)))
-    urls += deployment.create_many("count", scale(4, 16), duration="1")
-    until(lambda: "EXECUTING" in deployment.phases(urls).values(), 90, "a job executing")
-    _cluster("stop-slurmd")
-    try:
-        # the running ones end when slurmctld declares the node down (SlurmdTimeout)
-        until(lambda: "EXECUTING" not in deployment.phases(urls).values(), 300,
-              "the executing jobs to end")
-    finally:
-        _cluster("start-slurmd")
-    phases = deployment.wait_all(urls, timeout=scale(180, 600))
-
-    def clear(phase: str, summary: str) -> bool:
-        return phase == "COMPLETED" or (phase == "ERROR" and "NODE_FAIL" in summary)
-    lost, duplicated = tally(f"slurmd stopped mid-job [{backend}]", deployment, urls,
-                             phases, started, clear)
     assert (lost, duplicated) == (0, 0)

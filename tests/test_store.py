@@ -174,3 +174,25 @@ def test_migrations_build_exactly_the_declared_tables(engine: sa.Engine) -> None
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
+
+
+def test_disk_usage_counts_stored_upload_sizes_and_measures_only_older_jobs(
+        store: JobStore, engine: sa.Engine, tmp_path: Path) -> None:
+    """The quota's usage: upload sizes stored with the jobs; a job created before they were
+    stored (NULL) is measured on disk, and a folder nobody accounts for is not walked."""
+    from dataclasses import replace
+
+    from opus.storage.dispatch import disk_usage
+
+    jobs_dir = tmp_path / "jobs"
+    counted = replace(make_job("counted"), owner_key="k1", upload_bytes=700)
+    older = replace(make_job("older"), owner_key="k1", upload_bytes=None)
+    other = replace(make_job("other"), owner_key="k2", upload_bytes=5000)
+    for job in (counted, older, other):
+        store.insert(job)
+    for job_id, size in (("older", 30), ("counted", 999)):  # "counted" is not re-measured
+        (jobs_dir / job_id / "uploads").mkdir(parents=True)
+        (jobs_dir / job_id / "uploads" / "f").write_bytes(b"x" * size)
+    assert disk_usage(engine, "k1", jobs_dir) == 700 + 30
+    assert disk_usage(engine, "k2", jobs_dir) == 5000
+    assert store.get("counted").upload_bytes == 700  # type: ignore[union-attr]

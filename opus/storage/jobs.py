@@ -69,6 +69,7 @@ def _row_to_job(row: sa.Row[Any], job_results: Sequence[JobResult] = ()) -> Job:
         native_id=data["native_id"],
         cluster_state=data["cluster_state"],
         time_limit=data["time_limit"],
+        upload_bytes=data["upload_bytes"],
         results=tuple(job_results),
     )
 

@@ -91,6 +91,10 @@ jobs = sa.Table(
     # When a scheduler claimed it (migration 0008): a claim that never got its native id
     # (lost in a database blip) is recovered after ``claim_timeout``.
     sa.Column("claimed_at", sa.DateTime, nullable=True),
+    # Bytes of the files uploaded with the job (migration 0010), counted against the
+    # owner's quota without a walk of every job folder; NULL for a job created before the
+    # column existed, whose uploads are measured on disk.
+    sa.Column("upload_bytes", sa.BigInteger, nullable=True),
     sa.Index("ix_jobs_activity_id", "activity", "id"),
     sa.Index("ix_jobs_activity_owner_key_id", "activity", "owner_key", "id"),
     sa.Index("ix_jobs_activity_phase_id", "activity", "phase", "id"),

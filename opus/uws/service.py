@@ -195,6 +195,7 @@ class JobService:
         job_id = uuid.uuid4().hex
         job_dir = job_directory(self.settings, job_id)
         room = self.limits.upload_room(identity) if upload_names else None
+        uploaded = 0
         for part, name in upload_names.items():
             limit = self.settings.max_body if room is None else min(room, self.settings.max_body)
             try:
@@ -204,6 +205,7 @@ class JobService:
                     raise
                 raise self.limits.quota_refusal(identity, name) from None
             room = None if room is None else room - size
+            uploaded += size
             references[name] = inputs.UPLOAD_PREFIX + name
         values.update(references)
         job = Job(
@@ -217,6 +219,7 @@ class JobService:
             owner_key=identity.key,
             run_id=run_id,
             destruction=destruction,
+            upload_bytes=uploaded,
         )
         try:
             self.store.insert(job, guard=self.limits.active_guard(

@@ -8,7 +8,6 @@ import datetime as dt
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -71,8 +70,11 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     if args.parent_pid:  # stop with the `opus serve` (or supervisor) that started us
         supervisor.watch_parent(args.parent_pid, stop)
     if not args.worker:
-        return supervisor.supervise([sys.executable, "-m", "opus.cli", "scheduler", "--worker",
-                                     "--parent-pid", str(os.getpid())], stop)
+        code = supervisor.supervise([sys.executable, "-m", "opus.cli", "scheduler",
+                                     "--worker", "--parent-pid", str(os.getpid())], stop)
+        if code and args.parent_pid:
+            stop.wait()  # under `opus serve`: exiting would only get us started again
+        return code
     from opus.execution.scheduler import main_loop
     from opus.services import build_services
 
@@ -102,12 +104,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 78  # EX_CONFIG
     environment = {**os.environ, "OPUS_HOST": settings.host, "OPUS_PORT": str(settings.port),
                    "OPUS_BASE_URL": settings.base_url, "OPUS_DATA_DIR": str(settings.data_dir)}
-    scheduler = None
+    stop = threading.Event()
+    keeper = None
     if not args.no_scheduler:
-        scheduler = subprocess.Popen(
-            [sys.executable, "-m", "opus.cli", "scheduler", "--parent-pid", str(os.getpid())],
-            env=environment,
-        )
+        from opus.execution.supervisor import supervise
+
+        # The scheduler's supervisor, started again if it is killed (issue 13).
+        keeper = threading.Thread(
+            target=supervise, name="scheduler-keeper", daemon=True,
+            args=([sys.executable, "-m", "opus.cli", "scheduler",
+                   "--parent-pid", str(os.getpid())], stop),
+            kwargs={"env": environment, "name": "scheduler supervisor"})
+        keeper.start()
     log.info("OPUS serving on http://%s:%s (data in %s)", settings.host, settings.port,
              settings.data_dir)
     try:
@@ -115,9 +123,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
         serve(settings)
     finally:
-        if scheduler is not None:
-            scheduler.terminate()
-            scheduler.wait(10)
+        stop.set()
+        if keeper is not None:
+            keeper.join(20)
     return 0
 
 

@@ -79,6 +79,40 @@ def test_a_killed_scheduler_is_restarted_and_availability_follows_it(
     assert not available and "no active scheduler" in note
 
 
+def children_of(pid: int) -> list[int]:
+    """Children of every thread of ``pid`` (``opus serve`` starts its supervisor from one)."""
+    return [int(p) for task in Path(f"/proc/{pid}/task").iterdir()
+            for p in (task / "children").read_text().split()]
+
+
+def supervisor_of(server: Server) -> int:
+    """The pid of the scheduler supervisor ``opus serve`` runs beside gunicorn."""
+    for pid in children_of(server.process.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"scheduler" in command and b"--worker" not in command:
+            return pid
+    return 0
+
+
+def test_opus_serve_starts_a_killed_supervisor_again(server_factory) -> None:
+    """SIGKILL the supervisor itself (the OOM killer, a wrong kill): ``opus serve`` starts
+    another, which starts a scheduler, and jobs run again."""
+    srv = server_factory(scheduler_timeout=2)
+    first = until(lambda: supervisor_of(srv), what="the supervisor")
+    assert phase_of(srv.wait_final(srv.create("echo", text="before"))) == "COMPLETED"
+    os.kill(first, signal.SIGKILL)
+    second = until(lambda: supervisor_of(srv) not in (0, first) and supervisor_of(srv),
+                   what="a new supervisor")
+    assert phase_of(srv.wait_final(srv.create("echo", text="after"))) == "COMPLETED"
+    assert until(lambda: children_of(second), what="its scheduler")
+    said = [line for line in srv.log().splitlines()
+            if f"scheduler supervisor (pid {first}) " in line]
+    assert said and said[0].endswith("; restarting it in 1 s"), said
+
+
 def test_one_scheduler_leads_and_a_standby_takes_over(server_factory, tmp_path: Path
                                                       ) -> None:
     srv = server_factory(scheduler=False, scheduler_timeout=2)
@@ -201,13 +235,14 @@ def test_a_scheduler_started_before_its_database_waits_for_it(
                                       env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     srv = None
     try:
-        until(lambda: "database unavailable" in log_path.read_text(), what="the outage")
+        until(lambda: "cannot be reached; answering 503" in log_path.read_text(),
+              what="the outage")
         with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         srv = start_server(data_dir, url, scheduler=False, activities_dir=activities_dir)
         assert phase_of(srv.wait_final(srv.create("echo", text="late"))) == "COMPLETED"
         text = log_path.read_text()
-        assert text.count("database unavailable") == 1, text
+        assert text.count("cannot be reached; answering 503") == 1, text
         assert "restarting it" not in text and supervisor.poll() is None
     finally:
         stop(supervisor)

@@ -1,9 +1,10 @@
-"""The scheduler's heartbeat and leadership thread, and its log of database outages.
+"""The scheduler's heartbeat and leadership thread.
 
 Every ``scheduler_timeout / 4`` seconds the thread renews this process's claim to lead
 (:class:`opus.storage.claims.Leadership`) and writes its heartbeat; the scheduler loop
 works only while it leads. The claims are atomic anyway, so a short overlap of two
-leaders (a paused process waking up) cannot run a job twice.
+leaders (a paused process waking up) cannot run a job twice. A database that cannot be
+reached is logged once per outage by :mod:`opus.storage.health`, not here.
 """
 
 from __future__ import annotations
@@ -13,36 +14,10 @@ import threading
 from collections.abc import Callable
 
 from opus.storage.claims import Leadership
+from opus.storage.health import DATABASE_UNAVAILABLE, health_of
 from opus.uws.models import utcnow
 
 log = logging.getLogger("opus.scheduler")
-
-
-class Outage:
-    """One log line when the database becomes unreachable, one when it is back: not one
-    per failed attempt."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._down = False
-        self._lock = threading.Lock()
-
-    def failed(self, error: BaseException) -> None:
-        with self._lock:
-            first, self._down = not self._down, True
-        if first:
-            log.error("%s: database unavailable (%s); retrying until it is back",
-                      self.what, str(error).splitlines()[0] if str(error) else type(error))
-
-    def succeeded(self) -> None:
-        with self._lock:
-            back, self._down = self._down, False
-        if back:
-            log.warning("%s: database reachable again", self.what)
-
-    @property
-    def down(self) -> bool:
-        return self._down
 
 
 class Heartbeat:
@@ -55,17 +30,22 @@ class Heartbeat:
         self.interval = interval
         self.on_lead = on_lead
         self.leading = threading.Event()
-        self.outage = Outage("scheduler heartbeat")
+        self.health = health_of(leadership.engine)
         self._said_standby = False
+        self._said_failure = False
 
     def beat(self) -> None:
         try:
             leading = self.leadership.renew(utcnow())
-        except Exception as error:  # noqa: BLE001 - unreachable, or a schema not migrated
-            self.outage.failed(error)
+        except DATABASE_UNAVAILABLE:  # logged once per outage by opus.storage.health
+            leading = False
+        except Exception:  # a schema not migrated, a bug: said once, retried
+            if not self._said_failure:
+                log.exception("scheduler heartbeat failed; retrying")
+            self._said_failure = True
             leading = False
         else:
-            self.outage.succeeded()
+            self._said_failure = False
         if leading and not self.leading.is_set():
             log.info("scheduler %s is the active scheduler", self.leadership.id)
             self.leading.set()
@@ -74,7 +54,8 @@ class Heartbeat:
             log.warning("scheduler %s is no longer the active scheduler; standing by",
                         self.leadership.id)
             self.leading.clear()
-        elif not leading and not self.outage.down and not self._said_standby:
+        elif (not leading and not self.health.down and not self._said_failure
+              and not self._said_standby):
             self._said_standby = True
             log.info("scheduler %s standing by (another one is active)",
                      self.leadership.id)

@@ -34,13 +34,14 @@ from typing import Any
 from opus.config import Settings
 from opus.errors import ClientError, NotFoundError
 from opus.activities.commands import activity_command, description_sha256
-from opus.execution.heartbeat import Heartbeat, Outage
+from opus.execution.heartbeat import Heartbeat
 from opus.execution.recovery import NATIVE_ID_FILE, recover_claims
 from opus.execution.manager import JobTemplate, Manager, ManagerError, NativeStatus
 from opus.execution.staging import StagingError, hold_for_space, stage_inputs
 from opus.services import Services
 from opus.storage.claims import ClaimStore, Leadership
 from opus.storage.engine import DATABASE_UNAVAILABLE
+from opus.storage.health import health_of
 from opus.uws.models import RUNNING_PHASES, Change, Job, Phase, utcnow
 from opus.uws.params import format_datetime
 from opus.uws.reports import hash_secret
@@ -110,7 +111,8 @@ class Scheduler:
         self.heartbeat = Heartbeat(
             Leadership(self.store.engine, self.settings.scheduler_timeout),
             max(0.2, self.settings.scheduler_timeout / 4), on_lead=self.wake)
-        self.outage = Outage("scheduler")
+        #: Outages are logged once by opus.storage.health; the loop only paces itself.
+        self.health = health_of(self.store.engine)
 
     # -- waking --------------------------------------------------------------------------
     def wake(self) -> None:
@@ -144,7 +146,8 @@ class Scheduler:
                 full = not self._pass(full)
             else:
                 full = True  # a new leader starts with everything
-            woke = self._wake.wait(1.0 if self.outage.down else self.settings.scheduler_interval)
+            pause = 1.0 if self.health.down else self.settings.scheduler_interval
+            woke = self._wake.wait(pause)
             self._wake.clear()
             full = full or not woke
         beating.join(self.settings.scheduler_timeout)
@@ -153,12 +156,10 @@ class Scheduler:
         """One pass; False if it must be done again in full (the database was down)."""
         try:
             self.pass_all() if full else self.pass_changed()
-        except DATABASE_UNAVAILABLE as error:
-            self.outage.failed(error)
+        except DATABASE_UNAVAILABLE:  # logged once per outage (opus.storage.health)
             return False
         except Exception:
             log.exception("scheduler pass failed; retrying at the next wake-up")
-        self.outage.succeeded()
         return True
 
     def pass_all(self) -> None:

@@ -62,8 +62,8 @@ class DatabaseHealth:
                 return
             self._down_since = self._last_failure
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()
-        log.error("database %s cannot be reached; answering 503 until it is back: %s",
-                  self.name, cause[0] if cause else type(error).__name__)
+        log.error("database %s cannot be reached; answering 503 and retrying until it is "
+                  "back: %s", self.name, cause[0] if cause else type(error).__name__)
 
     def recovered(self) -> None:
         """The database answered: logged if it ends an outage."""

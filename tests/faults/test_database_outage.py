@@ -88,7 +88,7 @@ def test_every_route_answers_503_with_retry_after_while_the_database_is_unreacha
     # back: answered again, and each process logged the outage once, not per request
     assert server.job(job_url).findtext("uws:phase", namespaces=UWS) == "COMPLETED"
     log = wait_for_log(server, "is back after")
-    assert log.count("cannot be reached; answering 503") <= 3  # 2 workers + scheduler
+    assert log.count("cannot be reached; answering 503 and retrying") <= 3  # 2 workers, scheduler
     assert "Traceback" not in log
     print(f"\n{len(answers)} requests while cut off: {refused} answered 503 with "
           f"Retry-After, 0 answered 500; log lines of the outage: "
@@ -149,7 +149,7 @@ def test_postgresql_restarted_mid_burst(database: str, tmp_path: Path) -> None:
         assert figures["duplicated"] == 0
         assert not burst.problems, burst.problems[:5]
         log = server.log()
-        assert log.count("cannot be reached; answering 503") <= 3 * RESTARTS
+        assert log.count("cannot be reached; answering 503 and retrying") <= 3 * RESTARTS
         assert log.count("is back after") >= 1
     finally:
         server.stop()

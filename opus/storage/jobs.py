@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from opus.storage.dispatch import fair_queued
-from opus.storage.engine import write_transaction
+from opus.storage.engine import single_statement, write_transaction
+from opus.storage.group_commit import GroupCommit
 from opus.storage.tables import cleanups, jobs, results
 from opus.storage.events import JobEvents, Message
 from opus.uws.models import (
@@ -91,6 +92,10 @@ class JobStore:
         self.on_end = on_end
         self.on_remove = on_remove
         self.on_publish = on_publish
+        #: SQLite: PENDING inserts of concurrent requests share a transaction
+        #: (opus.storage.group_commit); PostgreSQL writes each in one round trip.
+        self._group = GroupCommit(self._insert_rows) if engine.dialect.name == "sqlite" \
+            else None
 
     @contextlib.contextmanager
     def _write(self, messages: list[Message]) -> Iterator[sa.Connection]:
@@ -111,11 +116,11 @@ class JobStore:
         # Nobody can be waiting on a job that did not exist: only a QUEUED job is worth
         # announcing (it wakes the scheduler).
         messages: list[Message] = [] if job.phase == Phase.PENDING else [(job.job_id, job.phase)]
-        if not messages and self.engine.dialect.name == "postgresql":
-            # One statement is its own transaction: in autocommit the INSERT is one round
-            # trip (not BEGIN, INSERT, COMMIT), durable when it returns (issue 15).
-            with self.engine.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT")
+        if not messages and guard is None:
+            if self._group is not None:
+                self._group.write(values)
+                return
+            with single_statement(self.engine) as connection:  # issue 15
                 connection.execute(_INSERT_JOB, values)
             return
         with self._write(messages) as connection:
@@ -124,6 +129,14 @@ class JobStore:
             if guard is not None:
                 guard(connection)
             connection.execute(_INSERT_JOB, values)
+
+    def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        if len(rows) == 1:  # alone: one statement, its own transaction
+            with single_statement(self.engine) as connection:
+                connection.execute(_INSERT_JOB, rows[0])
+            return
+        with write_transaction(self.engine) as connection:
+            connection.execute(_INSERT_JOB, list(rows))
 
     def get(self, job_id: str, *, with_results: bool = True) -> Job | None:
         with self.engine.connect() as connection:

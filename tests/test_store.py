@@ -176,23 +176,34 @@ def test_migrations_build_exactly_the_declared_tables(engine: sa.Engine) -> None
     assert differences == []
 
 
-def test_disk_usage_counts_stored_upload_sizes_and_measures_only_older_jobs(
-        store: JobStore, engine: sa.Engine, tmp_path: Path) -> None:
-    """The quota's usage: upload sizes stored with the jobs; a job created before they were
-    stored (NULL) is measured on disk, and a folder nobody accounts for is not walked."""
+def test_each_owners_disk_usage_follows_its_uploads_results_and_removals(
+        store: JobStore, engine: sa.Engine) -> None:
+    """The quota's total (opus.storage.usage): uploads at creation, results at the end,
+    less a job's files when it is archived or deleted; per owner, anonymous apart."""
     from dataclasses import replace
 
-    from opus.storage.dispatch import disk_usage
+    from opus.storage.usage import used
 
-    jobs_dir = tmp_path / "jobs"
-    counted = replace(make_job("counted"), owner_key="k1", upload_bytes=700)
-    older = replace(make_job("older"), owner_key="k1", upload_bytes=None)
-    other = replace(make_job("other"), owner_key="k2", upload_bytes=5000)
-    for job in (counted, older, other):
-        store.insert(job)
-    for job_id, size in (("older", 30), ("counted", 999)):  # "counted" is not re-measured
-        (jobs_dir / job_id / "uploads").mkdir(parents=True)
-        (jobs_dir / job_id / "uploads" / "f").write_bytes(b"x" * size)
-    assert disk_usage(engine, "k1", jobs_dir) == 700 + 30
-    assert disk_usage(engine, "k2", jobs_dir) == 5000
-    assert store.get("counted").upload_bytes == 700  # type: ignore[union-attr]
+    def end(job_id: str, *sizes: int) -> None:
+        job = store.get(job_id)
+        assert job is not None
+        outputs = tuple(JobResult(f"r{i}", f"r{i}", size, "text/plain", None)
+                        for i, size in enumerate(sizes))
+        assert store.finish(job_id, phase=Phase.COMPLETED, expected_phases={job.phase},
+                            run=RunEnd(job, Phase.COMPLETED, utcnow(), None, outputs,
+                                       "http://x/results", None, {}), end_time=utcnow())
+
+    store.insert(replace(make_job("a", Phase.QUEUED), owner_key="k1", upload_bytes=700))
+    store.insert(replace(make_job("b"), owner_key="k1"))
+    store.insert(replace(make_job("c"), upload_bytes=5))  # anonymous
+    assert (used(engine, "k1"), used(engine, None)) == (700, 5)
+    end("a", 100, 50)
+    end("b", 30)
+    assert used(engine, "k1") == 880
+    assert used(engine, "k1", besides="b") == 850  # a job's own results left out
+    assert store.archive("a")
+    assert used(engine, "k1") == 30
+    assert store.delete("a")  # archived: its bytes were released already
+    assert used(engine, "k1") == 30
+    assert store.delete("b") and store.delete("c")
+    assert (used(engine, "k1"), used(engine, None), used(engine, "nobody")) == (0, 0, 0)

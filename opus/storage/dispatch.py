@@ -1,5 +1,5 @@
 """The queries behind the limits on jobs: the fair order in which QUEUED jobs are dispatched,
-a job's place in it (the UWS quote), an owner's active jobs and the disk space they use.
+a job's place in it (the UWS quote) and an owner's active jobs.
 
 Fair order (from one read of the waiting jobs and two indexed lookups per owner that has
 any): each waiting job gets a *turn*, the number of its owner's jobs that would be on the
@@ -15,14 +15,12 @@ these counts are :mod:`opus.uws.limits`'.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from opus.storage.tables import jobs, results
+from opus.storage.tables import jobs
 from opus.uws.models import Phase
 
 #: Waiting for the scheduler: QUEUED here and not yet handed to the cluster.
@@ -118,32 +116,3 @@ def within_active_limit(owner_key: str | None, limit: int,
         if active >= limit:
             raise refusal(active)
     return guard
-
-
-def disk_usage(engine: sa.Engine, owner_key: str | None, jobs_dir: Path,
-               besides: str | None = None) -> int:
-    """Bytes the owner uses: the sizes of its jobs' results (those of job ``besides`` left
-    out) and of their uploads, both as stored with the jobs. Only a job created before
-    upload sizes were stored (migration 0010, ``upload_bytes`` NULL) has its ``uploads/``
-    folder measured on disk: walking every folder made each job's end cost 30 us per job
-    the owner had."""
-    with engine.connect() as connection:
-        stored = connection.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(results.c.size), 0))
-            .select_from(results.join(jobs, jobs.c.job_id == results.c.job_id))
-            .where(_of(owner_key), results.c.job_id != (besides or ""))).scalar_one()
-        live = sa.and_(_of(owner_key), jobs.c.phase != Phase.ARCHIVED)
-        counted = connection.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(jobs.c.upload_bytes), 0)).where(live)
-        ).scalar_one()
-        unmeasured = connection.execute(
-            sa.select(jobs.c.job_id).where(live, jobs.c.upload_bytes.is_(None))
-        ).scalars().all()
-    uploaded = 0
-    for job_id in unmeasured:
-        try:
-            with os.scandir(jobs_dir / job_id / "uploads") as entries:
-                uploaded += sum(e.stat().st_size for e in entries if e.is_file())
-        except OSError:  # no uploads (or the folder just went)
-            continue
-    return int(stored) + int(counted) + uploaded

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from opus.storage.dispatch import fair_queued
 from opus.storage.engine import single_statement, write_transaction
+from opus.storage import usage
 from opus.storage.group_commit import GroupCommit
 from opus.storage.tables import cleanups, jobs, results
 from opus.storage.events import JobEvents, Message
@@ -116,6 +117,13 @@ class JobStore:
         # Nobody can be waiting on a job that did not exist: only a QUEUED job is worth
         # announcing (it wakes the scheduler).
         messages: list[Message] = [] if job.phase == Phase.PENDING else [(job.job_id, job.phase)]
+        if job.upload_bytes:  # its uploads count against the owner's quota at once
+            with self._write(messages) as connection:
+                if guard is not None:
+                    guard(connection)
+                connection.execute(_INSERT_JOB, values)
+                usage.add(connection, job.owner_key, job.upload_bytes)
+            return
         if not messages and guard is None:
             if self._group is not None:
                 self._group.write(values)
@@ -305,7 +313,10 @@ class JobStore:
             if connection.execute(query).rowcount != 1:
                 messages.clear()
                 return False
+            replaced = usage.stored_results(connection, job_id)
             connection.execute(results.delete().where(results.c.job_id == job_id))
+            usage.add(connection, run.job.owner_key,
+                      sum(r.size or 0 for r in job_results) - replaced)
             if job_results:
                 connection.execute(
                     results.insert(),
@@ -339,6 +350,7 @@ class JobStore:
         """Phase ARCHIVED, results forgotten, metadata kept (UWS 1.1 section 2.1.3)."""
         messages: list[Message] = [(job_id, Phase.ARCHIVED)]
         with self._write(messages) as connection:
+            usage.release_job(connection, job_id)
             updated = connection.execute(
                 jobs.update().where(jobs.c.job_id == job_id).values(phase=Phase.ARCHIVED)
             ).rowcount == 1
@@ -362,6 +374,7 @@ class JobStore:
             if row is None:
                 messages.clear()
                 return False
+            usage.release_job(connection, job_id)
             connection.execute(results.delete().where(results.c.job_id == job_id))
             connection.execute(jobs.delete().where(jobs.c.job_id == job_id))
             self._removed(connection, job_id)

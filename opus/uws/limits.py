@@ -36,7 +36,7 @@ from opus.auth import Identity
 from opus.config import Settings
 from opus.errors import NotFoundError, ParameterError, PayloadTooLargeError, \
     TooManyRequestsError
-from opus.storage import dispatch
+from opus.storage import dispatch, usage
 from opus.storage.engine import DATABASE_UNAVAILABLE
 from opus.storage.jobs import JobStore
 from opus.uws import params
@@ -137,7 +137,7 @@ class Limits:
         """Bytes the owner may still upload (None: no quota)."""
         if not self.settings.quota_bytes:
             return None
-        used = dispatch.disk_usage(self.store.engine, identity.key, self.settings.jobs_dir)
+        used = usage.used(self.store.engine, identity.key)
         return max(0, self.settings.quota_bytes - used)
 
     def quota_refusal(self, identity: Identity, name: str) -> PayloadTooLargeError:
@@ -152,8 +152,7 @@ class Limits:
         size = sum(r.size or 0 for r in job_results)
         if not quota or not size:
             return None
-        used = dispatch.disk_usage(self.store.engine, job.owner_key, self.settings.jobs_dir,
-                                   besides=job.job_id)
+        used = usage.used(self.store.engine, job.owner_key, besides=job.job_id)
         if used + size <= quota:
             return None
         return (f"the results ({size} bytes) would take the owner past the disk quota of "

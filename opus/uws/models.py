@@ -95,8 +95,8 @@ class Job:
     native_id: str | None = None
     cluster_state: str | None = None
     time_limit: int | None = None
-    #: Bytes of the files uploaded with the job (None: created before they were counted).
-    upload_bytes: int | None = 0
+    #: Bytes of the files uploaded with the job (counted against its owner's quota).
+    upload_bytes: int = 0
     results: tuple[JobResult, ...] = field(default=())
 
 

@@ -44,6 +44,7 @@ naming the line and column.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -60,12 +61,17 @@ from prov.constants import (
 )
 from prov.identifier import Namespace, QualifiedName
 from prov.model import ProvDocument, ProvException
+# Imported here, not at the first parse: the lexer compiles its expressions on import
+# (200 ms, which the first job ending in each web worker paid; issue 15).
+from prov.serializers import Registry
+from prov.serializers.provn_lexer import ProvNSyntaxError
 
 from opus.activities.model import ActivityDescription
 from opus.config import PROJECT_ROOT
 from opus.provenance.template_expansion import TMPL, VAR, all_records, expand
 
 log = logging.getLogger("opus.provenance")
+Registry.load_serializers()
 
 VOPROV_URI = "http://www.ivoa.net/documents/ProvenanceDM/ns/voprov/"
 #: Default namespace of OPUS identifiers (settings ``provenance_namespace``).
@@ -105,8 +111,6 @@ def parse_provn(text: str) -> ProvDocument:
     Raises :class:`TemplateSyntaxError` (a ValueError) with the line and column of the
     first error.
     """
-    from prov.serializers.provn_lexer import ProvNSyntaxError
-
     try:
         return ProvDocument.deserialize(content=text, format="provn")
     except ProvNSyntaxError as error:
@@ -129,12 +133,24 @@ def load_template(activity: ActivityDescription, directory: Path = TEMPLATES_DIR
     A broken file raises :class:`TemplateSyntaxError` whose message starts with its path.
     """
     path = template_path(activity, directory)
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file():
         return default_template(activity, namespace)
     try:
-        return parse_provn(path.read_text(encoding="utf-8"))
+        return _parsed_file(str(path), stat.st_mtime_ns, stat.st_size)
     except TemplateSyntaxError as error:
         raise TemplateSyntaxError(f"{path}: {error}", error.line, error.column) from None
+
+
+@functools.lru_cache(maxsize=128)
+def _parsed_file(path: str, _mtime_ns: int, _size: int) -> ProvDocument:
+    """A template file parsed once per version of it (its time and size in the key): it
+    was parsed again at every job's end, a third of the time the runner's report took
+    (py-spy, issue 15). Callers only read the document (expansion builds a new one)."""
+    return parse_provn(Path(path).read_text(encoding="utf-8"))
 
 
 def template_provn(activity: ActivityDescription, directory: Path = TEMPLATES_DIR, *,

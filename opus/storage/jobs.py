@@ -117,19 +117,11 @@ class JobStore:
         # Nobody can be waiting on a job that did not exist: only a QUEUED job is worth
         # announcing (it wakes the scheduler).
         messages: list[Message] = [] if job.phase == Phase.PENDING else [(job.job_id, job.phase)]
-        if job.upload_bytes:  # its uploads count against the owner's quota at once
-            with self._write(messages) as connection:
-                if guard is not None:
-                    guard(connection)
-                connection.execute(_INSERT_JOB, values)
-                usage.add(connection, job.owner_key, job.upload_bytes)
-            return
-        if not messages and guard is None:
+        if not messages and guard is None and not job.upload_bytes:
             if self._group is not None:
                 self._group.write(values)
-                return
-            with single_statement(self.engine) as connection:  # issue 15
-                connection.execute(_INSERT_JOB, values)
+            else:
+                self._insert_rows([values])
             return
         with self._write(messages) as connection:
             # One statement object for every insert: building .values(**row) anew costs
@@ -137,9 +129,10 @@ class JobStore:
             if guard is not None:
                 guard(connection)
             connection.execute(_INSERT_JOB, values)
+            usage.add(connection, job.owner_key, job.upload_bytes)  # counted at once
 
     def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        if len(rows) == 1:  # alone: one statement, its own transaction
+        if len(rows) == 1:  # alone: one statement, its own transaction (issue 15)
             with single_statement(self.engine) as connection:
                 connection.execute(_INSERT_JOB, rows[0])
             return

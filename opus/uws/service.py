@@ -84,15 +84,8 @@ class JobService:
         self.policy.check_read(identity, job)
         return job
 
-    def list_jobs(
-        self,
-        identity: Identity,
-        activity: str,
-        *,
-        phases: Sequence[Phase] = (),
-        after: dt.datetime | None = None,
-        last: int | None = None,
-    ) -> list[JobRef]:
+    def list_jobs(self, identity: Identity, activity: str, *, phases: Sequence[Phase] = (),
+                  after: dt.datetime | None = None, last: int | None = None) -> list[JobRef]:
         self.registry.get(activity)
         filter_owner, owner = self.policy.owner_filter(identity)
         return self.store.list_jobs(activity, owner_key=owner, filter_owner=filter_owner,

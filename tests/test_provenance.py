@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import pytest
 from prov.model import ProvDocument
@@ -213,3 +214,25 @@ def test_prov_votable_is_valid_and_votlint_clean(server: Server,
     assert response.status_code == 200
     votable_schema().assertValid(etree.fromstring(response.content))
     assert votlint(response.content) == []
+
+
+def test_the_package_list_is_read_from_its_cache_in_a_changing_job_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner lists the environment's packages (the run's context) from a cache keyed
+    on the install locations: a job folder it runs in, which changes as the job writes,
+    must not invalidate it (it did: 150 ms at every job's end)."""
+    import json as json_module
+
+    from opus.provenance.capture import installed_packages
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))  # as `python -m` puts the working directory
+    cache = tmp_path / "packages-cache.json"
+    listed = installed_packages(cache)
+    assert "prov" in {name.lower() for name in listed}
+    stored = json_module.loads(cache.read_text())
+    cache.write_text(json_module.dumps({"key": stored["key"], "packages": {"cached": "1"}}))
+    (folder / "output.txt").write_text("the job writes")  # the folder's time changes
+    assert installed_packages(cache) == {"cached": "1"}

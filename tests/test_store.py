@@ -207,3 +207,34 @@ def test_each_owners_disk_usage_follows_its_uploads_results_and_removals(
     assert used(engine, "k1") == 30
     assert store.delete("b") and store.delete("c")
     assert (used(engine, "k1"), used(engine, None), used(engine, "nobody")) == (0, 0, 0)
+
+
+def test_an_outage_is_logged_once_even_when_a_dead_connection_turns_up_late(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """One log line when the database goes, one when it is back; a connection the restart
+    killed, found dead just after, belongs to the same outage; a failure well after is a
+    new one. (The windows are shortened; what is tested is their logic.)"""
+    import time
+
+    from opus.storage import health
+
+    monkeypatch.setattr(health, "SETTLE", 0.05)
+    monkeypatch.setattr(health, "REOPEN", 0.5)
+    state = health.DatabaseHealth("db")
+    caplog.set_level("WARNING", logger="opus.database")
+
+    def lines(text: str) -> int:
+        return sum(text in record.getMessage() for record in caplog.records)
+
+    for _ in range(3):
+        state.failed(RuntimeError("connection refused"))
+    time.sleep(0.06)
+    state.recovered()
+    assert (lines("cannot be reached"), lines("is back after"), state.down) == (1, 1, False)
+    state.failed(RuntimeError("terminating connection due to administrator command"))
+    assert lines("cannot be reached") == 1 and state.down  # the same outage
+    time.sleep(0.06)
+    state.recovered()
+    time.sleep(0.5)
+    state.failed(RuntimeError("connection refused"))  # a new outage
+    assert lines("cannot be reached") == 2

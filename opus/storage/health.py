@@ -37,6 +37,10 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError,
 #: Seconds without a failure before a success ends an outage: while PostgreSQL stops, the
 #: sessions it has not terminated yet still answer for a moment (an outage logged thrice).
 SETTLE = 1.0
+#: Seconds after an outage ended during which a failure belongs to it: a connection the
+#: restart killed can be found dead only when next used, after fresh ones have succeeded
+#: (seen: the scheduler logged one PostgreSQL restart as two outages, 0.5 s apart).
+REOPEN = 5.0
 
 
 class DatabaseHealth:
@@ -48,6 +52,7 @@ class DatabaseHealth:
         self._down_since: float | None = None
         self._last_failure = 0.0
         self._failures = 0
+        self._ended: tuple[float, float] | None = None  # (began, ended) of the last outage
 
     @property
     def down(self) -> bool:
@@ -59,6 +64,9 @@ class DatabaseHealth:
             self._failures += 1
             self._last_failure = time.monotonic()
             if self._down_since is not None:
+                return
+            if self._ended is not None and self._last_failure - self._ended[1] < REOPEN:
+                self._down_since = self._ended[0]  # the same outage, not logged again
                 return
             self._down_since = self._last_failure
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()
@@ -74,6 +82,8 @@ class DatabaseHealth:
                 return  # a session the stopping server has not closed yet
             since, self._down_since = self._down_since, None
             failures, self._failures = self._failures, 0
+            if since is not None:
+                self._ended = (since, time.monotonic())
         if since is None:  # another thread logged it
             return
         seconds = time.monotonic() - since

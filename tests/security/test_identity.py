@@ -118,7 +118,12 @@ def short_cache(server_factory) -> Server:
     return server_factory(auth_cache_ttl=1)
 
 
-def test_an_expired_token_gets_401(short_cache: Server) -> None:
+def test_expired_and_revoked_tokens_get_401(short_cache: Server) -> None:
+    """An expired token, used before its expiry or not, gets 401 (Bearer and Basic); a
+    revoked one gets 401 within the cache TTL while the user's other token still works.
+
+    One test (one server): the revocation scenario runs while the expiring tokens wait for
+    their expiry, instead of the test sleeping through that window."""
     name, _ = new_user(short_cache, "erin")
     # a wide window: each `opus users` takes a few seconds on a loaded machine
     expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=15)
@@ -128,6 +133,10 @@ def test_an_expired_token_gets_401(short_cache: Server) -> None:
     assert dt.datetime.now(dt.timezone.utc) < expiry, "too slow to use it before expiry"
     assert first.status_code == 200 and first.headers["x-vo-authenticated"] == name
     unused = new_token(short_cache, name, "--expires", expiry.isoformat())
+
+    # meanwhile: revocation (another user's tokens, which do not expire in this window)
+    revoked_a_token(short_cache)
+
     # past the expiry and the cache TTL (1 s)
     time.sleep(max(0.0, (expiry - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1.5)
     for token in (used, unused):
@@ -141,7 +150,8 @@ def test_an_expired_token_gets_401(short_cache: Server) -> None:
     assert (listing.count("expired"), listing.count("active")) == (2, 1)  # the first token
 
 
-def test_a_revoked_token_gets_401_within_the_cache_ttl(short_cache: Server) -> None:
+def revoked_a_token(short_cache: Server) -> None:
+    """A revoked token gets 401 within the cache TTL; the user's other token still works."""
     name, first = new_user(short_cache, "fred")
     second = new_token(short_cache, name, "--label", "laptop", "--expires", "30")
     for token in (first, second):

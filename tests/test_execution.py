@@ -14,9 +14,10 @@ import pytest
 from conftest import UWS_NS, Server, until
 
 
-@pytest.fixture
-def exec_server(server_factory, activities_dir: Path) -> Server:
-    return server_factory(activities_dir=activities_dir)
+@pytest.fixture(scope="module")
+def exec_server(module_server_factory, activities_dir: Path) -> Server:
+    """One server for the module's tests with default settings."""
+    return module_server_factory(activities_dir=activities_dir)
 
 
 def pids_with(marker: str) -> list[int]:

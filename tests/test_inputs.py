@@ -16,9 +16,10 @@ from conftest import UWS_NS, Server
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 
 
-@pytest.fixture
-def srv(server_factory, activities_dir: Path) -> Server:
-    return server_factory(activities_dir=activities_dir)
+@pytest.fixture(scope="module")
+def srv(module_server_factory, activities_dir: Path) -> Server:
+    """One server for the module's tests with default settings."""
+    return module_server_factory(activities_dir=activities_dir)
 
 
 def phase(document) -> str:  # type: ignore[no-untyped-def]

@@ -8,13 +8,12 @@ OPUS_REQUIRE_SLURM=1 (CI), where they fail instead.
 
 SQLite only: the store is tested on both backends elsewhere; here the cluster is what is
 under test, and every scenario costs real SLURM time. The node-failure test (slurmd stopped
-mid-job) takes about a minute (slurmctld's SlurmdTimeout) and runs last.
+mid-job: the job ends in ERROR naming NODE_FAIL, its processes killed) is part of the fault
+scenario tests/faults/test_slurmd_faults.py, so that slurmd is stopped once per run.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Server
+from conftest import Server
 from test_execution import (
     phase_of,
     pids_with,
@@ -30,8 +29,6 @@ from test_execution import (
     until,
     wait_phase,
 )
-
-CLUSTER_SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
 
 pytestmark = pytest.mark.usefixtures("slurm_available")
 
@@ -168,43 +165,3 @@ def test_held_and_suspended_slurm_jobs_show_in_the_uws_phase(
     srv.session.post(f"{job_url}/phase", data={"PHASE": "ABORT"})
     assert phase_of(srv.job(job_url)) == "ABORTED"
     until(lambda: not pids_with(marker), timeout=30, what="the aborted job's processes to end")
-
-
-def _cluster(command: str) -> None:
-    proc = subprocess.run([str(CLUSTER_SCRIPT), command], capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, f"slurm_cluster.sh {command}: {proc.stderr}"
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="stopping slurmd needs root")
-def test_slurmd_stopped_mid_job_never_leaves_the_job_executing(slurm_server: Server) -> None:
-    """slurmctld declares the node down after SlurmdTimeout (30 s here) and the job NODE_FAIL
-    (it is submitted with --no-requeue): the job must end in ERROR naming it (a re-queue
-    would be acceptable too), not stay EXECUTING. Takes about a minute."""
-    marker = f"opus-slurm-test-{uuid.uuid4().hex}"
-    job_url = slurm_server.create("tree", marker=marker)
-    try:
-        wait_phase(slurm_server, job_url, "EXECUTING", timeout=60)
-        until(lambda: len(pids_with(marker)) >= 3, what="the activity's processes")
-        _cluster("stop-slurmd")
-        started = time.monotonic()
-        deadline = started + 150
-        while True:
-            phase = phase_of(slurm_server.job(job_url, WAIT="10"))
-            if phase in {"ERROR", "QUEUED", "COMPLETED", "ABORTED"}:
-                break
-            assert time.monotonic() < deadline, f"job still {phase} 150 s after slurmd stopped"
-        print(f"slurmd stopped -> {phase} in {time.monotonic() - started:.1f} s")
-        document = slurm_server.job(job_url)
-        assert phase == "ERROR" or phase == "QUEUED", summary(document)
-        if phase == "ERROR":
-            assert "NODE_FAIL" in summary(document)
-    finally:
-        _cluster("start-slurmd")
-        # the restarted slurmd kills what is left of a job slurmctld has ended
-        try:
-            until(lambda: not pids_with(marker), timeout=60,
-                  what="the failed job's processes to be killed")
-        finally:
-            for pid in pids_with(marker):
-                os.kill(pid, signal.SIGKILL)

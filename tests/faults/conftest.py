@@ -62,7 +62,13 @@ def faults_activities(tmp_path_factory: pytest.TempPathFactory) -> Path:
         parameters=(ParameterDescription("duration", datatype="double", default="0.2"),),
         generated=(EntityDescription("output", content_type="text/plain",
                                      default_filename="output.txt"),))
-    return write_activities(directory, [count], ("echo",))
+    # "tree" (tests/bin/tree.sh): a process tree that runs until stopped, for the job that
+    # only a node failure ends (test_slurmd_faults.py).
+    tree = ActivityDescription(
+        name="tree", description="a process tree that runs until stopped",
+        command=(str(Path(__file__).parents[1] / "bin" / "tree.sh"),), execution_duration=600,
+        parameters=(ParameterDescription("marker", arraysize="*"),))
+    return write_activities(directory, [count, tree], ("echo",))
 
 
 @dataclass

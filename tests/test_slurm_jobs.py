@@ -39,9 +39,10 @@ def backend() -> str:
     return "sqlite"
 
 
-@pytest.fixture
-def slurm_server(server_factory, activities_dir: Path) -> Server:
-    return server_factory(manager="slurm", activities_dir=activities_dir)
+@pytest.fixture(scope="module")
+def slurm_server(module_server_factory, activities_dir: Path) -> Server:
+    """One server for the module's tests that need no special settings."""
+    return module_server_factory(manager="slurm", activities_dir=activities_dir)
 
 
 def job_id_of(job_url: str) -> str:

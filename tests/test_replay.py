@@ -151,9 +151,16 @@ def _activities_dir(request: pytest.FixtureRequest) -> Path:
         pytest.skip("no activities_dir fixture (file inputs not available)")
 
 
-def test_chained_input_checked_before_replay(server_factory,  # type: ignore[no-untyped-def]
-                                             request: pytest.FixtureRequest) -> None:
-    server = server_factory(activities_dir=_activities_dir(request))
+@pytest.fixture(scope="module")
+def inputs_server(module_server_factory,  # type: ignore[no-untyped-def]
+                  request: pytest.FixtureRequest) -> Server:
+    """One server with the file-input test activities for the tests below (they share it:
+    same settings, each works on jobs of its own)."""
+    return module_server_factory(activities_dir=_activities_dir(request))
+
+
+def test_chained_input_checked_before_replay(inputs_server: Server) -> None:
+    server = inputs_server
     first = server.create("echo", text="upstream")
     assert phase(server.wait_final(first)) == "COMPLETED"
     upstream = output_hit(server, first)
@@ -181,9 +188,8 @@ def test_chained_input_checked_before_replay(server_factory,  # type: ignore[no-
         assert "input input" in refused.text and "deleted" in refused.text
 
 
-def test_upload_input_is_sent_again(server_factory,  # type: ignore[no-untyped-def]
-                                    request: pytest.FixtureRequest) -> None:
-    server = server_factory(activities_dir=_activities_dir(request))
+def test_upload_input_is_sent_again(inputs_server: Server) -> None:
+    server = inputs_server
     response = server.session.post(server.rest("copy"), data={"PHASE": "RUN", "suffix": "u"},
                                    files={"input": ("in.txt", b"uploaded bytes\n")},
                                    allow_redirects=False)

@@ -118,9 +118,12 @@ def srv(tmp_path_factory: pytest.TempPathFactory, integrity_activities: Path,
     be), with the integrity activities and one data root."""
     os.environ["INTEGRITY_CANARY"] = CANARY
     try:
+        # concurrency 4: the forged-report tests leave their "slowjson" activity sleeping
+        # (the server took the forged COMPLETED; the process runs on for its 30 s), and
+        # with the default (2 here, the CPU count) the next job waited for those slots
         server = start_server(tmp_path_factory.mktemp("integrity"),
                               activities_dir=integrity_activities,
-                              data_roots=json.dumps([str(data_root)]))
+                              data_roots=json.dumps([str(data_root)]), concurrency=4)
     finally:
         del os.environ["INTEGRITY_CANARY"]
     yield server

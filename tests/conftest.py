@@ -152,6 +152,44 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def begin_stop(self) -> None:
+        """SIGTERM without waiting for the exit (:func:`reap_stopped` waits)."""
+        self.session.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+
+#: Servers of finished tests told to stop, whose exit is awaited later (a graceful stop
+#: takes ~2 s, mostly idle, and the next test need not wait for it); with the PostgreSQL
+#: databases to drop once they have exited: (servers, kill deadline, admin URL, databases).
+_STOPPING: list[tuple[list[Server], float, str, list[str]]] = []
+
+
+def reap_stopped(block: bool) -> None:
+    """Reap the servers :class:`ServerFactory` told to stop (killed 15 s after SIGTERM, as
+    :meth:`Server.stop` does) and drop their databases; ``block``: wait for all of them."""
+    for entry in list(_STOPPING):
+        servers, deadline, admin, databases = entry
+        for srv in servers:
+            if block or time.monotonic() > deadline:
+                try:
+                    srv.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    srv.process.kill()
+                    srv.process.wait()
+        if any(srv.process.poll() is None for srv in servers):
+            continue
+        for url in databases:
+            _drop_pg_database(admin, url)
+        _STOPPING.remove(entry)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _servers_reaped() -> Iterator[None]:
+    """At the end of the session, every server told to stop has exited."""
+    yield
+    reap_stopped(block=True)
+
 
 def opus_environment() -> dict[str, str]:
     """This process's environment without the ``OPUS_*`` variables that are no setting
@@ -239,10 +277,14 @@ class ServerFactory:
         return srv
 
     def close(self) -> None:
+        """Tell every server to stop; :func:`reap_stopped` waits for them (and drops their
+        databases) while the next tests run."""
         for srv in self.started:
-            srv.stop()
-        for url in self.databases:
-            _drop_pg_database(self.request.getfixturevalue("postgres_admin_url"), url)
+            srv.begin_stop()
+        admin = (self.request.getfixturevalue("postgres_admin_url") if self.databases
+                 else "")
+        _STOPPING.append((self.started, time.monotonic() + 15, admin, self.databases))
+        reap_stopped(block=False)
 
 
 @pytest.fixture

@@ -46,19 +46,23 @@ def owner_agent_id(owner_id: str | None) -> str:
 
 
 def insert_ignore(connection: sa.Connection, table: sa.Table,
-                  rows: Sequence[dict[str, Any]]) -> None:
+                  rows: Sequence[dict[str, Any]]) -> int:
     """INSERT rows, skipping those whose primary key exists (two processes may record the
-    same context or agent at once)."""
+    same context or agent at once); how many were new."""
     if not rows:
-        return
+        return 0
+    statement: sa.Executable
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        connection.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
+        statement = postgresql.insert(table).on_conflict_do_nothing()
     else:
         from sqlalchemy.dialects import sqlite
 
-        connection.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    # One row alone is executed as such: its rowcount is exact on both drivers.
+    result = connection.execute(statement, rows[0] if len(rows) == 1 else list(rows))
+    return int(result.rowcount or 0)
 
 
 def record_run(connection: sa.Connection, run: RunEnd, *,
@@ -81,9 +85,10 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
         job = dataclasses.replace(job, public=bool(published))
     context = outcome.get("context") or None
     ctx = context_id(context) if context else None
-    if context:
-        insert_ignore(connection, t.prov_context,
-                      [{"id": ctx, "content": json.dumps(context, sort_keys=True)}])
+    # A context is content-addressed: its packages are recorded with it, once. (They
+    # were inserted again, a hundred rows or more, at every job's end.)
+    if context and insert_ignore(connection, t.prov_context, [
+            {"id": ctx, "content": json.dumps(context, sort_keys=True)}]):
         insert_ignore(connection, t.prov_context_package, [
             {"context_id": ctx, "package": name, "version": str(version)[:64]}
             for name, version in (context.get("packages") or {}).items()

@@ -45,24 +45,31 @@ def owner_agent_id(owner_id: str | None) -> str:
     return f"user-{owner_id}" if owner_id else "anonymous"
 
 
-def insert_ignore(connection: sa.Connection, table: sa.Table,
-                  rows: Sequence[dict[str, Any]]) -> int:
-    """INSERT rows, skipping those whose primary key exists (two processes may record the
-    same context or agent at once); how many were new."""
-    if not rows:
-        return 0
-    statement: sa.Executable
+def _insert_ignoring(connection: sa.Connection, table: sa.Table) -> Any:
+    """INSERT into ``table`` that skips rows whose primary key exists."""
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        statement = postgresql.insert(table).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects import sqlite
+        return postgresql.insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
 
-        statement = sqlite.insert(table).on_conflict_do_nothing()
-    # One row alone is executed as such: its rowcount is exact on both drivers.
-    result = connection.execute(statement, rows[0] if len(rows) == 1 else list(rows))
-    return int(result.rowcount or 0)
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def insert_ignore(connection: sa.Connection, table: sa.Table,
+                  rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT rows, skipping those whose primary key exists (two processes may record the
+    same context or agent at once)."""
+    if rows:
+        connection.execute(_insert_ignoring(connection, table), list(rows))
+
+
+def insert_new(connection: sa.Connection, table: sa.Table, row: dict[str, Any]) -> bool:
+    """INSERT ``row`` unless its primary key exists; whether it was new (RETURNING: a
+    driver's rowcount of an INSERT ... ON CONFLICT is not always known, psycopg says -1)."""
+    key = list(table.primary_key.columns)
+    return connection.execute(
+        _insert_ignoring(connection, table).returning(*key), row).first() is not None
 
 
 def record_run(connection: sa.Connection, run: RunEnd, *,
@@ -87,8 +94,8 @@ def record_run(connection: sa.Connection, run: RunEnd, *,
     ctx = context_id(context) if context else None
     # A context is content-addressed: its packages are recorded with it, once. (They
     # were inserted again, a hundred rows or more, at every job's end.)
-    if context and insert_ignore(connection, t.prov_context, [
-            {"id": ctx, "content": json.dumps(context, sort_keys=True)}]):
+    if context and insert_new(connection, t.prov_context,
+                              {"id": ctx, "content": json.dumps(context, sort_keys=True)}):
         insert_ignore(connection, t.prov_context_package, [
             {"context_id": ctx, "package": name, "version": str(version)[:64]}
             for name, version in (context.get("packages") or {}).items()

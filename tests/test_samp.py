@@ -170,7 +170,14 @@ def test_a_job_page_sends_its_results_and_provenance_to_a_samp_client(
         shots("sent")
 
         page.click("a.button:has-text('Provenance')")
+        page.wait_for_load_state("load")
         page.click(".downloads button.samp")
+        # What the page says first (a CI run once got no message here, and no clue why).
+        page.wait_for_function("() => !document.querySelector('.downloads .samp-status')"
+                               ".textContent.startsWith('sending')"
+                               " && document.querySelector('.downloads .samp-status')"
+                               ".textContent !== ''")
+        assert page.inner_text(".downloads .samp-status") == "sent to 1 SAMP application"
         mtype, params = receiver.next()
         assert mtype == "table.load.votable" and "DEPTH" in params["url"]
         assert requests.get(params["url"]).headers["Content-Type"].startswith(

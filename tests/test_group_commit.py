@@ -66,15 +66,14 @@ def test_a_bad_row_fails_its_caller_only() -> None:
         if any(r["id"] == "bad" for r in rows):
             raise ValueError("bad row")
 
-    group = GroupCommit(write)
     outcomes: dict[str, str] = {}
     gate = threading.Event()
 
     def slow_write(rows: Sequence[dict[str, Any]]) -> None:
-        gate.wait(30)
+        gate.wait(30)  # the first batch waits until every caller has queued
         write(rows)
 
-    group._write = slow_write  # the first batch waits until every caller has queued
+    group = GroupCommit(slow_write)
 
     def call(name: str) -> None:
         try:

@@ -46,7 +46,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._pending: list[_Entry] = []
         self._leading = False
-        #: Rows and transactions written so far (bench/uws.py reports the grouping).
+        #: Rows and transactions written so far (how well rows are grouped).
         self.rows = 0
         self.transactions = 0
 
